@@ -1,0 +1,145 @@
+#include "context.h"
+
+#include <algorithm>
+
+#include "errors.h"
+
+namespace casspec {
+
+static constexpr int32_t kFree = -2;
+
+Context::Context(std::shared_ptr<Model> model, int capacity) : model_(std::move(model)), capacity_(capacity) {
+  require(capacity > 0 && capacity <= model_->config().maxPositions, "E_INVALID_ARG",
+          "context size " + std::to_string(capacity) + " must be in 1.." + std::to_string(model_->config().maxPositions) +
+              " (max_position_embeddings)");
+  model_->requireComplete();
+  parent_.assign(capacity, kFree);
+  depth_.assign(capacity, 0);
+  exact_.assign(capacity, 0);
+  impl_ = model_->backend().newContext(capacity);
+}
+
+void Context::clearPending() {
+  for (int32_t s : pendingSlots_) parent_[s] = kFree;
+  pendingSlots_.clear();
+}
+
+void Context::forward(const ForwardArgs& a, ForwardResult& out) {
+  const ModelConfig& c = model_->config();
+  const int n = (int)a.tokens.size();
+  require(n > 0, "E_INVALID_ARG", "forward needs at least one token");
+  require(a.slots.size() == (size_t)n && a.parents.size() == (size_t)n, "E_INVALID_ARG",
+          "tokens, slots and parents must have the same length");
+  require(a.skip.empty() || a.skip.size() == (size_t)(2 * c.layers), "E_INVALID_ARG",
+          "skip plan must have 2 entries per layer (" + std::to_string(2 * c.layers) + "), got " + std::to_string(a.skip.size()));
+  require(a.topk >= 0 && a.topk <= kMaxTopK, "E_INVALID_ARG", "topk must be in 0.." + std::to_string(kMaxTopK));
+  require(a.quant >= 0, "E_INVALID_ARG", "quant mode must be >= 0");
+  for (size_t r = 0; r < a.outRows.size(); ++r)
+    require(a.outRows[r] >= 0 && a.outRows[r] < n && (r == 0 || a.outRows[r] > a.outRows[r - 1]), "E_INVALID_ARG",
+            "outRows must be ascending indices into the batch");
+
+  const bool full = a.quant == 0 && std::none_of(a.skip.begin(), a.skip.end(), [](uint8_t s) { return s != 0; });
+
+  // Validate the whole batch before touching any state, so a bad call changes nothing.
+  std::vector<int32_t> batchIndex(0);
+  for (int i = 0; i < n; ++i) {
+    const int32_t t = a.tokens[i], s = a.slots[i], p = a.parents[i];
+    const std::string at = " (token " + std::to_string(i) + ")";
+    require(t >= 0 && t < c.vocab, "E_INVALID_ARG", "token id " + std::to_string(t) + " is outside the vocabulary" + at);
+    require(s >= committed_ && s < capacity_, "E_INVALID_ARG",
+            "slot " + std::to_string(s) + " must be in " + std::to_string(committed_) + ".." + std::to_string(capacity_ - 1) + at);
+    require(p == -1 || (p >= committed_ && p < s), "E_INVALID_ARG",
+            "parent slot " + std::to_string(p) + " must be -1 or a pending slot below the token's own slot" + at);
+    for (int j = 0; j < i; ++j) require(a.slots[j] != s, "E_INVALID_ARG", "slot " + std::to_string(s) + " is used twice" + at);
+    if (p >= 0) {
+      bool inBatch = false;
+      for (int j = 0; j < i; ++j) inBatch |= a.slots[j] == p;
+      require(inBatch || parent_[p] != kFree, "E_INVALID_ARG", "parent slot " + std::to_string(p) + " holds no pending token" + at);
+    }
+    if (parent_[s] != kFree)
+      require(parent_[s] == p, "E_INVALID_ARG", "slot " + std::to_string(s) + " is already pending with another parent" + at);
+  }
+
+  // Record the tree, then collect each token's ancestors (root first, itself last).
+  for (int i = 0; i < n; ++i) {
+    const int32_t s = a.slots[i], p = a.parents[i];
+    if (parent_[s] == kFree) pendingSlots_.push_back(s);
+    parent_[s] = p;
+    depth_[s] = p < 0 ? 0 : depth_[p] + 1;
+  }
+  std::vector<int32_t> positions(n), ancOffsets(n + 1, 0), ancSlots;
+  std::vector<int32_t> chain;
+  for (int i = 0; i < n; ++i) {
+    chain.clear();
+    for (int32_t s = a.slots[i]; s >= 0; s = parent_[s]) chain.push_back(s);
+    positions[i] = committed_ + depth_[a.slots[i]];
+    require(positions[i] < c.maxPositions, "E_CONTEXT_FULL", "position exceeds max_position_embeddings");
+    if (full)
+      for (size_t k = 1; k < chain.size(); ++k) {
+        bool inBatch = false;
+        for (int j = 0; j < n; ++j) inBatch |= a.slots[j] == chain[k];
+        require(inBatch || exact_[chain[k]], "E_INVALID_ARG",
+                "full-model forward of slot " + std::to_string(a.slots[i]) + " would attend to slot " + std::to_string(chain[k]) +
+                    " whose KV came from a draft pass; re-forward it in the same batch");
+      }
+    ancSlots.insert(ancSlots.end(), chain.rbegin(), chain.rend());
+    ancOffsets[i + 1] = (int32_t)ancSlots.size();
+  }
+
+  std::vector<uint8_t> skip = a.skip;
+  if (skip.empty()) skip.assign(2 * c.layers, 0);
+  std::vector<int32_t> rows = a.outRows;
+  if (rows.empty())
+    for (int i = 0; i < n; ++i) rows.push_back(i);
+
+  Batch b;
+  b.n = n;
+  b.tokens = a.tokens.data();
+  b.slots = a.slots.data();
+  b.positions = positions.data();
+  b.ancOffsets = ancOffsets.data();
+  b.ancSlots = ancSlots.data();
+  b.committed = committed_;
+  b.skip = skip.data();
+  b.quant = a.quant;
+  b.outRows = rows.data();
+  b.nOut = (int)rows.size();
+  b.wantLogits = a.wantLogits;
+  b.topk = a.topk;
+  for (int i = 0; i < n; ++i) exact_[a.slots[i]] = full;
+  impl_->forward(b, out);
+}
+
+void Context::commit(const std::vector<int32_t>& path) {
+  const int k = (int)path.size();
+  require(committed_ + k <= capacity_, "E_INVALID_ARG", "commit path is longer than the context");
+  for (int j = 0; j < k; ++j) {
+    const int32_t s = path[j];
+    require(s >= committed_ && s < capacity_ && parent_[s] != kFree, "E_INVALID_ARG",
+            "commit: slot " + std::to_string(s) + " holds no pending token");
+    require(parent_[s] == (j == 0 ? -1 : path[j - 1]), "E_INVALID_ARG",
+            "commit: slots must form a chain from a root (slot " + std::to_string(s) + " breaks it)");
+    require(exact_[s], "E_INVALID_ARG",
+            "commit: slot " + std::to_string(s) + " was not computed by the full model; verify it before committing");
+  }
+  // Parents sit below children, so path[j] >= committed + j and in-order compaction is safe.
+  std::vector<int32_t> src, dst;
+  for (int j = 0; j < k; ++j)
+    if (path[j] != committed_ + j) {
+      src.push_back(path[j]);
+      dst.push_back(committed_ + j);
+    }
+  if (!src.empty()) impl_->moveSlots(src.data(), dst.data(), (int)src.size());
+  clearPending();
+  for (int j = 0; j < k; ++j) exact_[committed_ + j] = 1;
+  committed_ += k;
+}
+
+void Context::truncate(int n) {
+  require(n >= 0 && n <= committed_, "E_INVALID_ARG",
+          "truncate: length " + std::to_string(n) + " must be in 0.." + std::to_string(committed_));
+  clearPending();
+  committed_ = n;
+}
+
+}  // namespace casspec
