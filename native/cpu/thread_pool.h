@@ -1,0 +1,49 @@
+// A fixed set of worker threads, created once per backend. Work is handed out as numbered tasks;
+// which thread runs which task is left to chance, so callers must make every task's result
+// independent of the thread that computes it (each task owns disjoint outputs and does its own
+// reductions start to finish). That is what keeps forward passes bitwise reproducible.
+#pragma once
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace casspec::cpu {
+
+class ThreadPool {
+ public:
+  // threads = total number of threads working on a job, the calling thread included.
+  explicit ThreadPool(int threads);
+  ~ThreadPool();
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+
+  int size() const { return (int)workers_.size() + 1; }
+
+  // Runs fn(task, worker) for task = 0..tasks-1 and returns when all are done. worker is in
+  // 0..size()-1 and identifies per-thread scratch space; the caller runs as worker 0.
+  // Not reentrant: one job at a time (the engine serialises forward passes per model).
+  void run(int tasks, const std::function<void(int task, int worker)>& fn);
+
+ private:
+  void workerLoop(int worker);
+  void drain(int worker);
+
+  std::vector<std::thread> workers_;
+  std::mutex mu_;
+  std::condition_variable wake_, done_;
+  uint64_t generation_ = 0;  // bumped per job, so a worker joins each job exactly once
+  bool stop_ = false;
+  std::atomic<int> busy_{0};  // workers still inside the current job (written under mu_)
+
+  const std::function<void(int, int)>* fn_ = nullptr;
+  int tasks_ = 0;
+  std::atomic<int> next_{0};
+  std::atomic<uint64_t> published_{0};  // lets workers spin briefly before sleeping
+  std::exception_ptr error_;
+};
+
+}  // namespace casspec::cpu

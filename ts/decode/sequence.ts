@@ -1,0 +1,87 @@
+// One generation's state: the token history, and its KV cache in a native context.
+// Invariant between steps: every token but the last is committed to the cache; the last one (the
+// "pending" token, the root of the next draft tree) is known but not yet forwarded.
+import { CasspecError, fromNative } from '../errors.js';
+import type { ForwardOutput, NativeContext } from '../native.js';
+import type { DraftTree } from './tree.js';
+
+export interface PassOptions {
+  skip?: Uint8Array;
+  quant?: number;
+  topk?: number;
+  wantLogits?: boolean;
+}
+
+export class Sequence {
+  readonly tokens: number[] = [];
+  /** Native forward passes run, for statistics. */
+  forwards = 0;
+
+  constructor(
+    readonly ctx: NativeContext,
+    readonly numLayers: number,
+    private readonly signal?: AbortSignal,
+  ) {}
+
+  get committed(): number {
+    return this.ctx.committed;
+  }
+
+  get pending(): number {
+    return this.tokens[this.tokens.length - 1];
+  }
+
+  checkAborted(): void {
+    if (this.signal?.aborted) throw new CasspecError('E_ABORTED', 'generation was aborted', { cause: this.signal.reason });
+  }
+
+  /** Forwards the prompt, commits it, and returns the outputs of its last position. */
+  async prefill(prompt: number[], opts: PassOptions): Promise<ForwardOutput> {
+    this.checkAborted();
+    const n = prompt.length;
+    const base = this.committed;
+    const slots = Int32Array.from({ length: n }, (_, i) => base + i);
+    const parents = Int32Array.from({ length: n }, (_, i) => (i === 0 ? -1 : base + i - 1));
+    this.forwards++;
+    const out = await this.call(() =>
+      this.ctx.forward({ tokens: Int32Array.from(prompt), slots, parents, outRows: Int32Array.of(n - 1), ...opts }),
+    );
+    await this.call(() => this.ctx.commit(slots));
+    this.tokens.push(...prompt);
+    return out;
+  }
+
+  /** Runs one forward pass over the given tree nodes (each node's parent must be in this pass or already computed). */
+  async forwardNodes(tree: DraftTree, nodes: number[], opts: PassOptions, variant: string): Promise<ForwardOutput> {
+    this.checkAborted();
+    const base = this.committed;
+    const tokens = new Int32Array(nodes.length);
+    const slots = new Int32Array(nodes.length);
+    const parents = new Int32Array(nodes.length);
+    nodes.forEach((n, i) => {
+      const node = tree.nodes[n];
+      tokens[i] = node.token;
+      slots[i] = base + n;
+      parents[i] = node.parent < 0 ? -1 : base + node.parent;
+    });
+    this.forwards++;
+    const out = await this.call(() => this.ctx.forward({ tokens, slots, parents, ...opts }));
+    for (const n of nodes) tree.nodes[n].computedBy.add(variant);
+    return out;
+  }
+
+  /** Keeps the root-to-node path `path` (tree node indices starting at 0) and appends `newTokens`. */
+  async accept(path: number[], newTokens: number[]): Promise<void> {
+    const base = this.committed;
+    await this.call(() => this.ctx.commit(Int32Array.from(path, (n) => base + n)));
+    this.tokens.push(...newTokens);
+  }
+
+  private async call<T>(f: () => Promise<T>): Promise<T> {
+    try {
+      return await f();
+    } catch (e) {
+      throw fromNative(e);
+    }
+  }
+}
