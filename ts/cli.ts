@@ -5,6 +5,8 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { Model } from './model.js';
 import { CasspecError } from './errors.js';
 import { strategyNames, DEFAULT_STRATEGY } from './decode/registry.js';
+import { doctor, formatDoctor } from './doctor.js';
+import { registerBench } from './bench/command.js';
 
 const int = (name: string) => (v: string) => {
   const n = Number(v);
@@ -65,6 +67,17 @@ program
       model.dispose();
     }
   });
+
+program
+  .command('doctor')
+  .description('print the backend, device, driver and why CUDA is or is not used')
+  .option('--json', 'print JSON')
+  .action(async (o) => {
+    const r = await doctor();
+    process.stdout.write((o.json ? JSON.stringify(r, null, 2) : formatDoctor(r)) + '\n');
+  });
+
+registerBench(program);
 
 program.parseAsync().catch((e: unknown) => {
   const err = e as { code?: string; message?: string };

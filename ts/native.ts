@@ -1,5 +1,6 @@
 // The typed N-API boundary. Everything native goes through these few calls; see
 // native/binding/addon.cpp for the other side.
+import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -83,20 +84,61 @@ export interface NativeAddon {
 export const packageRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
 
 let addon: NativeAddon | undefined;
+let choice: { path: string; why: string } | undefined;
 
-/** Loads the addon once: $CASSPEC_NATIVE if set, else node-gyp-build's search (build/, prebuilds/). */
+/**
+ * Where the addon comes from, in order: $CASSPEC_NATIVE; the prebuilt binaries in
+ * prebuilds/<platform>-<arch>/ (the CUDA variant when it finds a usable GPU, else the CPU-only
+ * one); then a local build in build/Release (through node-gyp-build).
+ */
+function locate(): { path: string; why: string }[] {
+  const explicit = process.env.CASSPEC_NATIVE;
+  if (explicit) return [{ path: explicit, why: '$CASSPEC_NATIVE' }];
+  const dir = join(packageRoot, 'prebuilds', `${process.platform}-${process.arch}`);
+  const out: { path: string; why: string }[] = [];
+  for (const variant of ['cuda', 'cpu']) {
+    const p = join(dir, `casspec.${variant}.node`);
+    if (existsSync(p)) out.push({ path: p, why: `prebuilt ${variant} binary` });
+  }
+  const require = createRequire(import.meta.url);
+  try {
+    out.push({ path: require('node-gyp-build').path(packageRoot) as string, why: 'local build' });
+  } catch {
+    /* nothing built: reported below if nothing else loads */
+  }
+  return out;
+}
+
+/** Loads the addon once (see locate()). */
 export function native(): NativeAddon {
   if (addon) return addon;
   const require = createRequire(import.meta.url);
-  try {
-    const explicit = process.env.CASSPEC_NATIVE;
-    addon = (explicit ? require(explicit) : require('node-gyp-build')(packageRoot)) as NativeAddon;
-  } catch (e) {
-    throw new CasspecError(
-      'E_NATIVE',
-      `could not load the casspec native addon (${(e as Error).message}); run \`npm run build:native\``,
-      { cause: e },
-    );
+  const errors: string[] = [];
+  const candidates = locate();
+  for (const [i, c] of candidates.entries()) {
+    try {
+      const a = require(c.path) as NativeAddon;
+      const cuda = a.cudaStatus();
+      // A CUDA-capable prebuild is only worth it with a usable GPU; otherwise try the CPU one next.
+      if (c.why === 'prebuilt cuda binary' && !cuda.usable && i + 1 < candidates.length) {
+        errors.push(`${c.path}: ${cuda.reason}`);
+        continue;
+      }
+      addon = a;
+      choice = { path: c.path, why: c.why };
+      return a;
+    } catch (e) {
+      errors.push(`${c.path}: ${(e as Error).message}`);
+    }
   }
-  return addon;
+  throw new CasspecError(
+    'E_NATIVE',
+    `could not load the casspec native addon (${errors.join('; ') || 'no binary found'}); run \`npm run build:native\``,
+  );
+}
+
+/** Which binary was loaded and why (for `casspec doctor`). */
+export function nativeChoice(): { path: string; why: string } {
+  native();
+  return choice!;
 }
