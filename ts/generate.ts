@@ -113,8 +113,10 @@ export async function* generationLoop(input: LoopInput): AsyncGenerator<Generate
   let going = input.maxTokens > 0 ? yield* emit([firstToken]) : false;
   while (going) {
     seq.checkAborted();
-    const room = ctx.capacity - ctx.committed; // slots for the root and its drafts
-    if (room < 1 || ctx.committed + 1 > ctx.capacity) {
+    // Slots for the root and its drafts, keeping prompt + generated <= capacity: a step appends at
+    // most tree.size tokens (accepted drafts + bonus) while committing at most tree.size slots.
+    const room = ctx.capacity - 1 - ctx.committed;
+    if (room < 1) {
       finish = 'context';
       break;
     }
@@ -132,10 +134,6 @@ export async function* generationLoop(input: LoopInput): AsyncGenerator<Generate
     appended += verdict.tokens.length;
     strategy.observe?.(tree, verdict, seq);
     going = yield* emit(verdict.tokens);
-    if (going && ctx.committed + 1 >= ctx.capacity) {
-      finish = 'context';
-      going = false;
-    }
   }
   if (finish === 'context') text += decoder.flush();
 
