@@ -1,0 +1,175 @@
+#!/usr/bin/env node
+// GPU correctness checks through the public native API (run on the GPU machine by gpu-suite.sh):
+// CUDA vs CPU backend and vs transformers' golden logits on the real models; batch invariance
+// (1 vs chain vs random trees of 8/32/64), layer skip and rollback, bitwise where promised.
+// Prints PASS/FAIL lines and a summary; exits 1 on any failure.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+const app = process.env.CASSPEC_APP ?? process.cwd();
+const models = process.env.CASSPEC_MODELS ?? join(app, '..', 'shared', 'models');
+const { Model } = await import(join(app, 'dist/index.js'));
+const { native } = await import(join(app, 'dist/native.js'));
+const { readLlamaConfig } = await import(join(app, 'dist/loader/config.js'));
+const { iterateTensors } = await import(join(app, 'dist/loader/weights.js'));
+
+const results = [];
+function check(name, ok, detail = '') {
+  results.push({ name, ok });
+  console.log(`${ok ? 'PASS' : 'FAIL'} ${name}${detail ? ' — ' + detail : ''}`);
+}
+
+async function loadNative(dir, backend) {
+  const c = await readLlamaConfig(dir);
+  const nm = native().createModel(
+    { vocabSize: c.vocabSize, hiddenSize: c.hiddenSize, numLayers: c.numLayers, numHeads: c.numHeads, numKvHeads: c.numKvHeads,
+      headDim: c.headDim, intermediateSize: c.intermediateSize, maxPositions: c.maxPositions, ropeTheta: c.ropeTheta,
+      rmsNormEps: c.rmsNormEps, tieWordEmbeddings: c.tieWordEmbeddings },
+    { backend, weightDType: 'BF16' },
+  );
+  for await (const t of iterateTensors(dir)) {
+    if (c.tieWordEmbeddings && t.name === 'lm_head.weight') continue;
+    await nm.setTensor(t.name, t.dtype, t.shape, t.data);
+  }
+  return { nm, config: c };
+}
+
+const chain = (base, n) => ({
+  slots: Int32Array.from({ length: n }, (_, i) => base + i),
+  parents: Int32Array.from({ length: n }, (_, i) => (i === 0 ? -1 : base + i - 1)),
+});
+function relErr(a, b) {
+  let num = 0, den = 0;
+  for (let i = 0; i < a.length; i++) { num += (a[i] - b[i]) ** 2; den += b[i] ** 2; }
+  return Math.sqrt(num / den);
+}
+const sameBytes = (a, b) => Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+
+// 1. CUDA vs CPU vs golden on real models.
+for (const name of ['pycode-tiny', 'pycode-small']) {
+  const dir = join(models, name);
+  const golden = JSON.parse(readFileSync(join(dir, 'golden.json'), 'utf8'));
+  const gpu = await loadNative(dir, 'cuda');
+  const cpu = await loadNative(dir, 'cpu');
+  const V = gpu.config.vocabSize;
+  let positions = 0, argmaxSame = 0, worstCpu = 0, worstGolden = 0;
+  for (const c of golden.cases) {
+    const toks = Int32Array.from([...c.prompt_ids, ...c.greedy_ids]);
+    const outs = [];
+    for (const m of [gpu.nm, cpu.nm]) {
+      const ctx = await m.createContext(toks.length + 8);
+      outs.push(await ctx.forward({ tokens: toks, ...chain(0, toks.length), wantLogits: true }));
+      ctx.dispose();
+    }
+    for (let p = 0; p < toks.length; p++) {
+      positions++;
+      if (outs[0].argmax[p] === outs[1].argmax[p]) argmaxSame++;
+      const g = outs[0].logits.subarray(p * V, (p + 1) * V);
+      worstCpu = Math.max(worstCpu, relErr(g, outs[1].logits.subarray(p * V, (p + 1) * V)));
+      const ids = c.top8_ids[p], ref = c.top8_logits[p];
+      worstGolden = Math.max(worstGolden, relErr(ids.map((i) => g[i]), ref));
+    }
+  }
+  check(`${name}: CUDA argmax == CPU argmax at every position`, argmaxSame === positions, `${argmaxSame}/${positions}`);
+  check(`${name}: CUDA logits within 1e-2 of CPU`, worstCpu <= 1e-2, `worst rel err ${worstCpu.toExponential(2)}`);
+  check(`${name}: CUDA top-8 logits within 1e-2 of transformers`, worstGolden <= 1e-2, `worst rel err ${worstGolden.toExponential(2)}`);
+
+  // 2. Batch invariance on the GPU: singles vs one chain vs random trees, bitwise.
+  if (name === 'pycode-small') {
+    const nm = gpu.nm;
+    const prefix = Int32Array.from(golden.cases[0].prompt_ids);
+    let seed = 12345;
+    const rand = (n) => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) % n);
+    for (const cacheLen of [prefix.length, 300]) {
+      const ctx = await nm.createContext(cacheLen + 80);
+      const pre = Int32Array.from({ length: cacheLen }, (_, i) => (i < prefix.length ? prefix[i] : rand(V)));
+      await ctx.forward({ tokens: pre, ...chain(0, cacheLen), outRows: Int32Array.of(cacheLen - 1) });
+      await ctx.commit(chain(0, cacheLen).slots);
+      for (const size of [8, 32, 64]) {
+        // Random tree: node i's parent is a random earlier node (or the root slot -1 for node 0).
+        const tokens = Int32Array.from({ length: size }, () => rand(V));
+        const parentIdx = Array.from({ length: size }, (_, i) => (i === 0 ? -1 : rand(i)));
+        const slots = Int32Array.from({ length: size }, (_, i) => cacheLen + i);
+        const parents = Int32Array.from(parentIdx, (p) => (p < 0 ? -1 : cacheLen + p));
+        const tree = await ctx.forward({ tokens, slots, parents, wantLogits: true });
+        let same = 0;
+        for (let i = 0; i < size; i++) {
+          // The path root..i, one token at a time with commits, then roll back.
+          const path = [];
+          for (let n = i; n >= 0; n = parentIdx[n]) path.unshift(n);
+          await ctx.truncate(cacheLen);
+          let last;
+          for (const n of path) {
+            last = await ctx.forward({ tokens: Int32Array.of(tokens[n]), slots: Int32Array.of(ctx.committed), parents: Int32Array.of(-1), wantLogits: true });
+            await ctx.commit(Int32Array.of(ctx.committed));
+          }
+          if (sameBytes(last.logits, tree.logits.subarray(i * V, (i + 1) * V))) same++;
+        }
+        await ctx.truncate(cacheLen);
+        check(`pycode-small cache ${cacheLen}: tree of ${size} == one-at-a-time, bitwise`, same === size, `${same}/${size}`);
+      }
+      // A chain in one forward vs singles.
+      const n = 16;
+      const toks = Int32Array.from({ length: n }, () => rand(V));
+      const ch = await ctx.forward({ tokens: toks, ...chain(cacheLen, n), wantLogits: true });
+      await ctx.truncate(cacheLen);
+      let same = 0;
+      for (let i = 0; i < n; i++) {
+        const o = await ctx.forward({ tokens: toks.subarray(i, i + 1), slots: Int32Array.of(cacheLen + i), parents: Int32Array.of(-1), wantLogits: true });
+        await ctx.commit(Int32Array.of(cacheLen + i));
+        if (sameBytes(o.logits, ch.logits.subarray(i * V, (i + 1) * V))) same++;
+      }
+      check(`pycode-small cache ${cacheLen}: chain of ${n} == singles, bitwise`, same === n, `${same}/${n}`);
+      // Rollback: truncate and re-forward reproduces bitwise.
+      await ctx.truncate(cacheLen);
+      const again = await ctx.forward({ tokens: toks, ...chain(cacheLen, n), wantLogits: true });
+      check(`pycode-small cache ${cacheLen}: rollback + re-forward bitwise`, sameBytes(again.logits, ch.logits));
+      // Layer plan: skipping nothing == full; skipping changes logits; CUDA vs CPU agree under a skip plan.
+      await ctx.truncate(cacheLen);
+      const none = await ctx.forward({ tokens: toks, ...chain(cacheLen, n), skip: new Uint8Array(2 * gpu.config.numLayers), wantLogits: true });
+      check(`pycode-small cache ${cacheLen}: empty skip plan == full model, bitwise`, sameBytes(none.logits, ch.logits));
+      ctx.dispose();
+    }
+    const skip = new Uint8Array(2 * gpu.config.numLayers);
+    for (const l of [3, 5, 8, 11]) skip[2 * l] = skip[2 * l + 1] = 1;
+    skip[2 * 13] = 1;
+    const toks = Int32Array.from(golden.cases[1].prompt_ids);
+    const outs = [];
+    for (const m of [gpu.nm, cpu.nm]) {
+      const ctx = await m.createContext(toks.length + 4);
+      outs.push(await ctx.forward({ tokens: toks, ...chain(0, toks.length), skip, wantLogits: true }));
+      ctx.dispose();
+    }
+    const full = await (async () => {
+      const ctx = await gpu.nm.createContext(toks.length + 4);
+      const o = await ctx.forward({ tokens: toks, ...chain(0, toks.length), wantLogits: true });
+      ctx.dispose();
+      return o;
+    })();
+    check('pycode-small: skip plan changes the logits', !sameBytes(outs[0].logits, full.logits));
+    const err = relErr(outs[0].logits, outs[1].logits);
+    let agree = 0;
+    for (let p = 0; p < toks.length; p++) if (outs[0].argmax[p] === outs[1].argmax[p]) agree++;
+    check('pycode-small: skip plan CUDA vs CPU logits within 1e-2, argmax identical', err <= 1e-2 && agree === toks.length, `rel err ${err.toExponential(2)}, argmax ${agree}/${toks.length}`);
+  }
+  gpu.nm.dispose();
+  cpu.nm.dispose();
+}
+
+// 3. Public API on CUDA: greedy generation equals the golden continuation.
+for (const name of ['pycode-tiny', 'pycode-small']) {
+  const dir = join(models, name);
+  const golden = JSON.parse(readFileSync(join(dir, 'golden.json'), 'utf8'));
+  const m = await Model.load(dir, { backend: 'cuda' });
+  let ok = 0;
+  for (const c of golden.cases) {
+    const r = await m.complete(c.prompt, { maxTokens: c.greedy_ids.length, strategy: 'plain', ignoreEos: true });
+    if (JSON.stringify(r.tokens) === JSON.stringify(c.greedy_ids)) ok++;
+  }
+  check(`${name}: CUDA greedy generation == transformers greedy`, ok === golden.cases.length, `${ok}/${golden.cases.length}`);
+  m.dispose();
+}
+
+const failed = results.filter((r) => !r.ok).length;
+console.log(`\nGPU checks: ${results.length - failed}/${results.length} passed`);
+process.exitCode = failed ? 1 : 0;
