@@ -35,15 +35,21 @@ float f16ToF32(uint16_t h) {
 }
 
 void toF32(DType t, const void* src, float* dst, size_t count) {
-  const auto* bytes = static_cast<const uint8_t*>(src);
   if (t == DType::F32) {
     std::memcpy(dst, src, count * 4);
     return;
   }
-  for (size_t i = 0; i < count; ++i) {
-    uint16_t h;
-    std::memcpy(&h, bytes + 2 * i, 2);  // little-endian hosts only, like safetensors itself
-    dst[i] = t == DType::BF16 ? bf16ToF32(h) : f16ToF32(h);
+  // Copy the 16-bit words out first: the source may be unaligned (it is a slice of a file).
+  const auto* bytes = static_cast<const uint8_t*>(src);
+  constexpr size_t kChunk = 4096;
+  uint16_t h[kChunk];
+  for (size_t base = 0; base < count; base += kChunk) {
+    const size_t n = count - base < kChunk ? count - base : kChunk;
+    std::memcpy(h, bytes + 2 * base, 2 * n);  // little-endian hosts only, like safetensors itself
+    if (t == DType::BF16)
+      for (size_t i = 0; i < n; ++i) dst[base + i] = bf16ToF32(h[i]);
+    else
+      for (size_t i = 0; i < n; ++i) dst[base + i] = f16ToF32(h[i]);
   }
 }
 

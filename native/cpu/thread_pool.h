@@ -6,6 +6,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <mutex>
 #include <thread>
@@ -29,20 +30,24 @@ class ThreadPool {
   void run(int tasks, const std::function<void(int task, int worker)>& fn);
 
  private:
+  struct Job {
+    uint32_t id = 0;
+    int tasks = 0;
+    const std::function<void(int, int)>* fn = nullptr;
+  };
   void workerLoop(int worker);
-  void drain(int worker);
+  void work(const Job& job, int worker);
 
   std::vector<std::thread> workers_;
   std::mutex mu_;
   std::condition_variable wake_, done_;
-  uint64_t generation_ = 0;  // bumped per job, so a worker joins each job exactly once
   bool stop_ = false;
-  std::atomic<int> busy_{0};  // workers still inside the current job (written under mu_)
-
-  const std::function<void(int, int)>* fn_ = nullptr;
-  int tasks_ = 0;
-  std::atomic<int> next_{0};
-  std::atomic<uint64_t> published_{0};  // lets workers spin briefly before sleeping
+  Job job_;                            // the current job (written under mu_)
+  std::atomic<uint32_t> published_{0};  // job_.id, readable without the lock for spinning
+  // Next task to claim, tagged with the job id in the high half: a worker that wakes up late
+  // cannot claim a task of a later job by mistake.
+  std::atomic<uint64_t> ticket_{0};
+  std::atomic<int> completed_{0};  // tasks of the current job that have finished
   std::exception_ptr error_;
 };
 

@@ -16,6 +16,7 @@ Context::Context(std::shared_ptr<Model> model, int capacity) : model_(std::move(
   parent_.assign(capacity, kFree);
   depth_.assign(capacity, 0);
   exact_.assign(capacity, 0);
+  batchIndex_.assign(capacity, -1);
   impl_ = model_->backend().newContext(capacity);
 }
 
@@ -40,48 +41,53 @@ void Context::forward(const ForwardArgs& a, ForwardResult& out) {
 
   const bool full = a.quant == 0 && std::none_of(a.skip.begin(), a.skip.end(), [](uint8_t s) { return s != 0; });
 
-  // Validate the whole batch before touching any state, so a bad call changes nothing.
-  std::vector<int32_t> batchIndex(0);
+  // Validate the whole batch before touching any state, so a rejected call changes nothing.
+  // batchIndex_[slot] = index of the batch token writing that slot, -1 otherwise (reset on exit).
+  struct Marks {
+    std::vector<int32_t>& m;
+    const std::vector<int32_t>& slots;
+    int upTo = 0;
+    ~Marks() {
+      for (int i = 0; i < upTo; ++i) m[slots[i]] = -1;
+    }
+  } marks{batchIndex_, a.slots};
+  std::vector<int32_t> depth(n);
   for (int i = 0; i < n; ++i) {
     const int32_t t = a.tokens[i], s = a.slots[i], p = a.parents[i];
     const std::string at = " (token " + std::to_string(i) + ")";
     require(t >= 0 && t < c.vocab, "E_INVALID_ARG", "token id " + std::to_string(t) + " is outside the vocabulary" + at);
     require(s >= committed_ && s < capacity_, "E_INVALID_ARG",
             "slot " + std::to_string(s) + " must be in " + std::to_string(committed_) + ".." + std::to_string(capacity_ - 1) + at);
+    require(batchIndex_[s] < 0, "E_INVALID_ARG", "slot " + std::to_string(s) + " is used twice" + at);
     require(p == -1 || (p >= committed_ && p < s), "E_INVALID_ARG",
             "parent slot " + std::to_string(p) + " must be -1 or a pending slot below the token's own slot" + at);
-    for (int j = 0; j < i; ++j) require(a.slots[j] != s, "E_INVALID_ARG", "slot " + std::to_string(s) + " is used twice" + at);
-    if (p >= 0) {
-      bool inBatch = false;
-      for (int j = 0; j < i; ++j) inBatch |= a.slots[j] == p;
-      require(inBatch || parent_[p] != kFree, "E_INVALID_ARG", "parent slot " + std::to_string(p) + " holds no pending token" + at);
-    }
+    if (p >= 0)
+      require(batchIndex_[p] >= 0 || parent_[p] != kFree, "E_INVALID_ARG",
+              "parent slot " + std::to_string(p) + " holds no pending token" + at);
     if (parent_[s] != kFree)
       require(parent_[s] == p, "E_INVALID_ARG", "slot " + std::to_string(s) + " is already pending with another parent" + at);
+    depth[i] = p < 0 ? 0 : (batchIndex_[p] >= 0 ? depth[batchIndex_[p]] : depth_[p]) + 1;
+    require(committed_ + depth[i] < c.maxPositions, "E_CONTEXT_FULL", "position exceeds max_position_embeddings");
+    batchIndex_[s] = i;
+    marks.upTo = i + 1;
   }
 
-  // Record the tree, then collect each token's ancestors (root first, itself last).
-  for (int i = 0; i < n; ++i) {
-    const int32_t s = a.slots[i], p = a.parents[i];
-    if (parent_[s] == kFree) pendingSlots_.push_back(s);
-    parent_[s] = p;
-    depth_[s] = p < 0 ? 0 : depth_[p] + 1;
-  }
-  std::vector<int32_t> positions(n), ancOffsets(n + 1, 0), ancSlots;
-  std::vector<int32_t> chain;
+  // Each token's ancestors, root first and itself last. A pending slot keeps its parent when
+  // re-forwarded (checked above), so a.parents and parent_ agree wherever both are set.
+  std::vector<int32_t> positions(n), ancOffsets(n + 1, 0), ancSlots, chain;
   for (int i = 0; i < n; ++i) {
     chain.clear();
-    for (int32_t s = a.slots[i]; s >= 0; s = parent_[s]) chain.push_back(s);
-    positions[i] = committed_ + depth_[a.slots[i]];
-    require(positions[i] < c.maxPositions, "E_CONTEXT_FULL", "position exceeds max_position_embeddings");
+    for (int32_t s = a.slots[i]; s >= 0;) {
+      chain.push_back(s);
+      const int32_t bi = batchIndex_[s];
+      s = bi >= 0 ? a.parents[bi] : parent_[s];
+    }
+    positions[i] = committed_ + depth[i];
     if (full)
-      for (size_t k = 1; k < chain.size(); ++k) {
-        bool inBatch = false;
-        for (int j = 0; j < n; ++j) inBatch |= a.slots[j] == chain[k];
-        require(inBatch || exact_[chain[k]], "E_INVALID_ARG",
+      for (size_t k = 1; k < chain.size(); ++k)
+        require(batchIndex_[chain[k]] >= 0 || exact_[chain[k]], "E_INVALID_ARG",
                 "full-model forward of slot " + std::to_string(a.slots[i]) + " would attend to slot " + std::to_string(chain[k]) +
                     " whose KV came from a draft pass; re-forward it in the same batch");
-      }
     ancSlots.insert(ancSlots.end(), chain.rbegin(), chain.rend());
     ancOffsets[i + 1] = (int32_t)ancSlots.size();
   }
@@ -106,8 +112,22 @@ void Context::forward(const ForwardArgs& a, ForwardResult& out) {
   b.nOut = (int)rows.size();
   b.wantLogits = a.wantLogits;
   b.topk = a.topk;
-  for (int i = 0; i < n; ++i) exact_[a.slots[i]] = full;
-  impl_->forward(b, out);
+  try {
+    impl_->forward(b, out);
+  } catch (...) {
+    // The pass may have overwritten some of these slots' KV: none of them is exact any more.
+    for (int i = 0; i < n; ++i)
+      if (parent_[a.slots[i]] != kFree) exact_[a.slots[i]] = 0;
+    throw;
+  }
+  // Record the tree only once the pass succeeded.
+  for (int i = 0; i < n; ++i) {
+    const int32_t s = a.slots[i];
+    if (parent_[s] == kFree) pendingSlots_.push_back(s);
+    parent_[s] = a.parents[i];
+    depth_[s] = depth[i];
+    exact_[s] = full;
+  }
 }
 
 void Context::commit(const std::vector<int32_t>& path) {

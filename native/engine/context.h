@@ -48,6 +48,7 @@ class Context {
   // model may only attend to exact ancestors: that is what keeps verification lossless.
   std::vector<uint8_t> exact_;
   std::vector<int32_t> pendingSlots_;
+  std::vector<int32_t> batchIndex_;  // scratch for forward(): slot -> index in the current batch, else -1
   std::unique_ptr<BackendContext> impl_;
 };
 

@@ -1,0 +1,133 @@
+// The Llama forward pass, written for clarity first. Per layer:
+//   x += Wo . attention(rope(Wq . norm(x)), rope(Wk . norm(x)), Wv . norm(x))   unless skipped
+//   x += Wdown . (silu(Wgate . norm(x)) * (Wup . norm(x)))                      unless skipped
+// then logits = lm_head . norm(x) for the rows the caller asked about.
+#include "strict_fp.h"
+#include "cpu_context.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "../engine/errors.h"
+#include "attention.h"
+#include "cpu_backend.h"
+#include "layers.h"
+#include "matmul.h"
+#include "outputs.h"
+
+namespace casspec::cpu {
+
+CpuContext::CpuContext(CpuBackend& backend, int capacity)
+    : be_(backend), kv_(backend.config().layers, capacity, backend.config().kvDim()),
+      scores_(backend.pool().size(), std::vector<float>(capacity)) {}
+
+static void grow(std::vector<float>& v, size_t n) {
+  if (v.size() < n) v.resize(n);
+}
+
+void CpuContext::forward(const Batch& b, ForwardResult& out) {
+  require(b.quant == 0, "E_INVALID_ARG", "quantized forward is not available on the cpu backend yet");
+  const ModelConfig& c = be_.config();
+  const int n = b.n, H = c.hidden;
+  grow(x_, (size_t)n * H);
+  grow(xn_, (size_t)n * H);
+  grow(delta_, (size_t)n * H);
+  grow(q_, (size_t)n * c.qDim());
+  grow(att_, (size_t)n * c.qDim());
+  grow(k_, (size_t)n * c.kvDim());
+  grow(v_, (size_t)n * c.kvDim());
+  grow(gate_, (size_t)n * c.ffn);
+  grow(up_, (size_t)n * c.ffn);
+
+  const float* embed = be_.weights().embed();
+  for (int i = 0; i < n; ++i) std::memcpy(&x_[(size_t)i * H], embed + (size_t)b.tokens[i] * H, (size_t)H * 4);
+
+  for (int l = 0; l < c.layers; ++l) {
+    const LayerWeights w = be_.weights().layer(l);
+    if (!b.skip[2 * l]) attention(b, l, w);
+    if (!b.skip[2 * l + 1]) mlp(b, w);
+  }
+  head(b, out);
+}
+
+void CpuContext::attention(const Batch& b, int layer, const LayerWeights& w) {
+  const ModelConfig& c = be_.config();
+  ThreadPool& pool = be_.pool();
+  const int n = b.n, H = c.hidden, Q = c.qDim(), KV = c.kvDim(), D = c.headDim;
+
+  pool.run(n, [&](int i, int) { rmsNorm(&x_[(size_t)i * H], w.attnNorm, &xn_[(size_t)i * H], H, c.rmsEps); });
+  const MatJob qkv[3] = {{w.wq, Q, H, xn_.data(), (size_t)H, q_.data(), (size_t)Q},
+                         {w.wk, KV, H, xn_.data(), (size_t)H, k_.data(), (size_t)KV},
+                         {w.wv, KV, H, xn_.data(), (size_t)H, v_.data(), (size_t)KV}};
+  matmul(pool, qkv, 3, n);
+
+  // Position-encode, then publish every token's key and value before anyone attends: a token's
+  // pending ancestors may sit anywhere earlier in this batch.
+  pool.run(n, [&](int i, int) {
+    be_.rope().apply(&q_[(size_t)i * Q], c.heads, b.positions[i]);
+    be_.rope().apply(&k_[(size_t)i * KV], c.kvHeads, b.positions[i]);
+    std::memcpy(kv_.k(layer, b.slots[i]), &k_[(size_t)i * KV], (size_t)KV * 4);
+    std::memcpy(kv_.v(layer, b.slots[i]), &v_[(size_t)i * KV], (size_t)KV * 4);
+  });
+
+  // GQA: query head h reads kv head h / (heads / kvHeads), as HF's repeat_kv lays them out.
+  const int group = c.heads / c.kvHeads;
+  const float scale = (float)(1.0 / std::sqrt((double)D));
+  pool.run(n * c.heads, [&](int task, int worker) {
+    const int i = task / c.heads, h = task % c.heads;
+    const KeyList keys{b.committed, b.ancSlots + b.ancOffsets[i], b.ancOffsets[i + 1] - b.ancOffsets[i]};
+    attendHead(&q_[(size_t)i * Q + (size_t)h * D], kv_, layer, (h / group) * D, D, scale, keys, scores_[worker].data(),
+               &att_[(size_t)i * Q + (size_t)h * D]);
+  });
+
+  const MatJob o{w.wo, H, Q, att_.data(), (size_t)Q, delta_.data(), (size_t)H};
+  matmul(pool, &o, 1, n);
+  for (int i = 0; i < n; ++i) addInto(&x_[(size_t)i * H], &delta_[(size_t)i * H], H);
+}
+
+void CpuContext::mlp(const Batch& b, const LayerWeights& w) {
+  const ModelConfig& c = be_.config();
+  ThreadPool& pool = be_.pool();
+  const int n = b.n, H = c.hidden, F = c.ffn;
+
+  pool.run(n, [&](int i, int) { rmsNorm(&x_[(size_t)i * H], w.mlpNorm, &xn_[(size_t)i * H], H, c.rmsEps); });
+  const MatJob gateUp[2] = {{w.wgate, F, H, xn_.data(), (size_t)H, gate_.data(), (size_t)F},
+                            {w.wup, F, H, xn_.data(), (size_t)H, up_.data(), (size_t)F}};
+  matmul(pool, gateUp, 2, n);
+  pool.run(n, [&](int i, int) { siluMul(&gate_[(size_t)i * F], &up_[(size_t)i * F], F); });
+  const MatJob down{w.wdown, H, F, gate_.data(), (size_t)F, delta_.data(), (size_t)H};
+  matmul(pool, &down, 1, n);
+  for (int i = 0; i < n; ++i) addInto(&x_[(size_t)i * H], &delta_[(size_t)i * H], H);
+}
+
+void CpuContext::head(const Batch& b, ForwardResult& out) {
+  const ModelConfig& c = be_.config();
+  ThreadPool& pool = be_.pool();
+  const int m = b.nOut, H = c.hidden, V = c.vocab;
+
+  // Only the requested rows go through the LM head: for a prefill that is one row of n.
+  for (int r = 0; r < m; ++r)
+    rmsNorm(&x_[(size_t)b.outRows[r] * H], be_.weights().finalNorm(), &xn_[(size_t)r * H], H, c.rmsEps);
+  float* logits;
+  if (b.wantLogits) {
+    out.logits.resize((size_t)m * V);
+    logits = out.logits.data();
+  } else {
+    out.logits.clear();
+    grow(logits_, (size_t)m * V);
+    logits = logits_.data();
+  }
+  const MatJob lm{be_.weights().lmHead(), V, H, xn_.data(), (size_t)H, logits, (size_t)V};
+  matmul(pool, &lm, 1, m);
+
+  out.argmax.resize(m);
+  out.topkIds.resize((size_t)m * b.topk);
+  out.topkProbs.resize((size_t)m * b.topk);
+  pool.run(m, [&](int r, int) {
+    const float* row = logits + (size_t)r * V;
+    out.argmax[r] = argmaxRow(row, V);
+    if (b.topk > 0) topkRow(row, V, b.topk, &out.topkIds[(size_t)r * b.topk], &out.topkProbs[(size_t)r * b.topk]);
+  });
+}
+
+}  // namespace casspec::cpu
