@@ -2,7 +2,7 @@
 // max tokens, the end of the context, or an abort. Streams text as tokens are accepted.
 import { CasspecError } from './errors.js';
 import type { NativeContext } from './native.js';
-import { Rng } from './decode/rng.js';
+import { positionUniform } from './decode/rng.js';
 import { targetDistribution, sampleFrom } from './decode/distribution.js';
 import { Sequence } from './decode/sequence.js';
 import type { Strategy } from './decode/strategy.js';
@@ -67,7 +67,7 @@ export async function* generationLoop(input: LoopInput): AsyncGenerator<Generate
   const { ctx, prompt, strategy, eos } = input;
   const seq = new Sequence(ctx, input.numLayers, input.signal);
   const sampler: Sampler | undefined =
-    input.temperature > 0 ? { temperature: input.temperature, topP: input.topP, rng: new Rng(input.seed) } : undefined;
+    input.temperature > 0 ? { temperature: input.temperature, topP: input.topP, seed: input.seed } : undefined;
   const decoder = input.decode();
   const generated: number[] = [];
   let text = '';
@@ -80,7 +80,7 @@ export async function* generationLoop(input: LoopInput): AsyncGenerator<Generate
   const t0 = now();
   const first = await seq.prefill(prompt, { wantLogits: sampler !== undefined });
   const firstToken = sampler
-    ? sampleFrom(targetDistribution(first.logits!, sampler), sampler.rng.uniform())
+    ? sampleFrom(targetDistribution(first.logits!, sampler), positionUniform(sampler.seed, prompt.length))
     : first.argmax[0];
   seq.tokens.push(firstToken);
   const tFirst = now();

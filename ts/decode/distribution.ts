@@ -22,12 +22,18 @@ export function targetDistribution(logits: Float32Array, opts: SamplingOptions):
   for (let i = 0; i < n; i++) p[i] /= sum;
   if (opts.topP < 1) {
     // Keep the smallest set of most likely tokens whose mass reaches topP (ties by lower id).
-    const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => p[b] - p[a] || a - b);
+    // Tokens below (1 - topP) / n together weigh less than 1 - topP, so the kept set lies among
+    // the others: sort only those.
+    const floor = (1 - opts.topP) / n;
+    const candidates: number[] = [];
+    for (let i = 0; i < n; i++) if (p[i] >= floor) candidates.push(i);
+    candidates.sort((a, b) => p[b] - p[a] || a - b);
     let mass = 0;
     let keep = 0;
-    while (keep < n && mass < opts.topP) mass += p[order[keep++]];
-    for (let k = keep; k < n; k++) p[order[k]] = 0;
-    for (let i = 0; i < n; i++) p[i] /= mass;
+    while (keep < candidates.length && mass < opts.topP) mass += p[candidates[keep++]];
+    const kept = new Uint8Array(n);
+    for (let k = 0; k < keep; k++) kept[candidates[k]] = 1;
+    for (let i = 0; i < n; i++) p[i] = kept[i] ? p[i] / mass : 0;
   }
   return p;
 }

@@ -2,6 +2,7 @@
 import { CasspecError } from '../errors.js';
 import type { NativeModel } from '../native.js';
 import { PlainStrategy, type Strategy } from './strategy.js';
+import { draftingStrategies } from './strategies/index.js';
 
 export interface StrategyEnv {
   numLayers: number;
@@ -12,9 +13,9 @@ export interface StrategyEnv {
 
 type Factory = (env: StrategyEnv) => Strategy;
 
-const factories = new Map<string, Factory>([['plain', () => new PlainStrategy()]]);
+const factories = new Map<string, Factory>([['plain', () => new PlainStrategy()], ...draftingStrategies]);
 
-export const DEFAULT_STRATEGY = 'plain';
+export const DEFAULT_STRATEGY = 'cas-spec';
 
 export function strategyNames(): string[] {
   return [...factories.keys()];

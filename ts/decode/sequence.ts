@@ -10,6 +10,8 @@ export interface PassOptions {
   quant?: number;
   topk?: number;
   wantLogits?: boolean;
+  /** Rows of this pass whose outputs are wanted (ascending); default all. */
+  outRows?: Int32Array;
 }
 
 export class Sequence {

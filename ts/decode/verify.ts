@@ -5,13 +5,14 @@
 // the argmax at the last accepted node is the bonus token. Because every kernel is batch-invariant,
 // this emits exactly the tokens of plain greedy decoding.
 //
-// Sampling: standard speculative sampling with deterministic proposals (each draft token is a point
-// mass q = delta(x)). At a node with target distribution p, try its children in order: accept child
-// x with probability p(x); on rejection set p <- normalise(p with p(x) = 0) and try the next; when
-// all are rejected, sample the bonus token from what is left. Each step is an exact rejection step,
-// so the emitted tokens follow the target distribution (SpecInfer's multi-draft rule with q = delta).
+// Sampling: the token at each position is drawn from the target distribution p (temperature, top-p)
+// by inverse CDF with a uniform number fixed by (seed, position) — exactly the draw plain sampling
+// makes there. A draft child is accepted iff it equals that draw. This is speculative sampling with
+// deterministic proposals coupled to the target's own randomness: a child x is accepted with
+// probability p(x), as min(1, p/q) with q = delta(x) prescribes, and the emitted tokens are those
+// of plain sampling for the same seed, so their distribution is the target's by construction.
 import { targetDistribution, sampleFrom, type SamplingOptions } from './distribution.js';
-import type { Rng } from './rng.js';
+import { positionUniform } from './rng.js';
 import type { Sequence } from './sequence.js';
 import type { DraftTree } from './tree.js';
 
@@ -25,7 +26,7 @@ export interface Verdict {
 }
 
 export interface Sampler extends SamplingOptions {
-  rng: Rng;
+  seed: number;
 }
 
 export async function verifyTree(seq: Sequence, tree: DraftTree, sampler?: Sampler): Promise<Verdict> {
@@ -38,27 +39,14 @@ export async function verifyTree(seq: Sequence, tree: DraftTree, sampler?: Sampl
   const tokens: number[] = [];
   let node = 0;
   for (;;) {
-    let next = -1;
-    let chosen: number;
-    if (!sampling) {
-      chosen = out.argmax[node];
-      next = tree.childWithToken(node, chosen);
-    } else {
-      const p = targetDistribution(out.logits!.subarray(node * vocab, (node + 1) * vocab), sampler);
-      for (const c of tree.nodes[node].children) {
-        const x = tree.nodes[c].token;
-        if (sampler.rng.uniform() < p[x]) {
-          next = c;
-          break;
-        }
-        // Rejected: remove x from the target and renormalise before the next sibling.
-        const rest = 1 - p[x];
-        p[x] = 0;
-        if (rest <= 0) break;
-        for (let i = 0; i < p.length; i++) p[i] /= rest;
-      }
-      chosen = next >= 0 ? tree.nodes[next].token : sampleFrom(p, sampler.rng.uniform());
-    }
+    // Sampling: the successor of this node sits at sequence position committed + depth + 1.
+    const chosen = sampling
+      ? sampleFrom(
+          targetDistribution(out.logits!.subarray(node * vocab, (node + 1) * vocab), sampler),
+          positionUniform(sampler.seed, seq.committed + tree.nodes[node].depth + 1),
+        )
+      : out.argmax[node];
+    const next = tree.childWithToken(node, chosen);
     tokens.push(chosen);
     if (next < 0) break;
     path.push(next);

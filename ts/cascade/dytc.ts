@@ -1,0 +1,588 @@
+// CAS-Spec's Dynamic Tree Cascade (DyTC): grows one draft tree per step from a hierarchy of draft
+// variants of the model itself, then the loop verifies it in one full-model pass.
+//
+// Each node i carries a conditional acceptance estimate a_i (from the acceptance tracker: the
+// variant's live rate, refined by per-token confidence: top-1 probability, n-gram match length,
+// agreement of a model variant with a prompt-lookup proposal) and the cumulative probability
+// p_i = p_parent * a_i that verification accepts it. E = sum p_i is the expected number of
+// accepted drafts; the step yields E + 1 tokens (the bonus token) in predicted time
+// D + Tv(size) (draft time so far + verification of the tree, from the latency model).
+//
+// Each iteration values every action and takes the one with the best expected tokens per unit of
+// predicted time for the whole step:
+//   - prompt lookup at a leaf (k tokens, free to draft, costs only verification width),
+//   - a model variant V drafting k tokens from a leaf: expected sum_{j<=k} p_leaf a_V^j, plus the
+//     bottom draft's (prompt lookup's) expected extension, over one pass for the path nodes V has
+//     not computed plus k - 1 one-token passes (only the first token is drafted; the next
+//     iteration re-plans with what it returned),
+//   - a sibling: the next top-k alternative a pass already returned (costs only verification width:
+//     worth it where parallel verification is nearly free),
+// and stops when no action raises (E + 1) / (D + Tv(size)). The variants are data: any list of
+// model variants (layer-skip plans, quant modes) plus prompt lookup plugs in unchanged.
+//
+// Decisions value actions with optimistic acceptance estimates (a bonus c / sqrt(1 + n) for
+// sources and confidence buckets with little evidence), so a variant that has not been tried, or
+// not lately, gets tried and its real rate learned; node probabilities use the point estimates.
+//
+// Reproducibility: when sampling, the tree decides how many random numbers verification draws, so
+// decisions then use only predicted times from a per-process snapshot of the latency model (no
+// wall-clock readings), and the same seed gives the same tokens.
+import type { StrategyEnv } from '../decode/registry.js';
+import type { Sequence } from '../decode/sequence.js';
+import type { StepContext } from '../decode/strategy.js';
+import type { DraftTree } from '../decode/tree.js';
+import type { Verdict } from '../decode/verify.js';
+import { DraftingStrategy, type BaseOptions, type PassResult } from '../decode/strategies/base.js';
+import type { LookupMatch } from '../decode/lookup.js';
+import { layerSkipVariant, PROMPT_LOOKUP, quantVariant, type DraftVariant, type ModelVariant } from '../decode/variants.js';
+import { CONFIDENCE_BUCKETS, confidenceIndex, LOOKUP_BUCKETS, lookupIndex, round3 } from './acceptance.js';
+import { ErrorLog, keptFractions, LatencyModel, type LatencyModelJSON, type PassShape } from './latency.js';
+import { calibrate, loadCached, modelKey, storeCached, type CalibrationOptions, type CalibrationReport } from './calibrate.js';
+
+export interface CasSpecOptions extends BaseOptions {
+  /** The cascade: model variants and/or prompt lookup (default: ls40, ls60, q1, pld). */
+  variants?: DraftVariant[];
+  /** A latency model to use (and refine) instead of the cached/calibrated one. */
+  latency?: LatencyModel;
+  /** Calibrate when nothing is cached (default true), or calibration options. */
+  calibrate?: boolean | CalibrationOptions;
+  /** Write the refined latency model to the disk cache now and then (default true). */
+  persist?: boolean;
+  /** Alternatives requested per model pass (default 4). */
+  topk?: number;
+  /** Most draft passes per step (default 24). */
+  maxPasses?: number;
+  /** Longest chain a model variant is valued over (default 8). */
+  lookahead?: number;
+  /** Longest prompt-lookup proposal (default 16). */
+  maxLookup?: number;
+  /** Leaves considered per iteration (best first, default 8). */
+  leaves?: number;
+  /** Decide from predicted times only (default: when sampling). */
+  reproducible?: boolean;
+  /** Called after each step's drafting with a summary of the decisions (debugging, tests). */
+  trace?: (t: StepTrace) => void;
+}
+
+export interface StepTrace {
+  /** Tree size (root included) and expected accepted drafts. */
+  size: number;
+  expected: number;
+  /** Predicted draft and verification time (ms). */
+  draftMs: number;
+  verifyMs: number;
+  /** Actions taken, in order ('pld', 'ls40', 'sibling'...). */
+  actions: string[];
+  /** Predicted tokens per ms of the plain step (root only) and of the chosen tree. */
+  plainRate: number;
+  rate: number;
+}
+
+interface Pred {
+  v: ModelVariant;
+  /** Index of v in the model variants. */
+  vi: number;
+  ids: Int32Array;
+  probs: Float32Array;
+  /** Next rank to offer as a sibling. */
+  next: number;
+}
+
+type Action =
+  | { kind: 'lookup'; leaf: number; k: number; m: LookupMatch }
+  | { kind: 'sibling'; node: number; rank: number; est: number; track: string; bucket: string }
+  | { kind: 'model'; leaf: number; v: ModelVariant; vi: number };
+
+/** Per model key: the reproducible-decision snapshot, and the live model shared by generations. */
+const snapshots = new Map<string, LatencyModelJSON>();
+const liveModels = new Map<string, { lm: LatencyModel; steps: number; calibration: CalibrationReport }>();
+/**
+ * Per model: what earlier greedy generations learned about each draft source (rate, evidence), to
+ * warm-start the next generation's tracker, so it does not pay for exploring from scratch.
+ */
+const knowledge = new WeakMap<object, Map<string, { rate: number; count: number }>>();
+const LOOKUP_MS = 0.003; // a prompt lookup in TS, for reproducible decisions
+
+export class CasSpecStrategy extends DraftingStrategy {
+  readonly name = 'cas-spec';
+  private readonly modelVariants: ModelVariant[];
+  private readonly useLookup: boolean;
+  private readonly o: { topk: number; maxPasses: number; lookahead: number; maxLookup: number; leaves: number };
+  private lm?: LatencyModel;
+  private snapshot?: LatencyModel;
+  private key?: string;
+  private calibration?: CalibrationReport;
+  private readonly calibrateOpt: boolean | CalibrationOptions;
+  private readonly persist: boolean;
+  private readonly reproducibleOpt?: boolean;
+  private readonly trace?: (t: StepTrace) => void;
+  private traceActions: string[] = [];
+  private lastReproducible = false;
+  // Per step (indexed by node).
+  private a = new Float64Array(64);
+  private p = new Float64Array(64);
+  private preds: (Pred | undefined)[] = [];
+  private lookups = new Map<number, LookupMatch | null>();
+  private checked: Uint8Array = new Uint8Array(64);
+  private tv = new Float64Array(66);
+  // Per-step tables (the tracker only changes between steps), so the inner loop does no string
+  // work: lookup-bucket estimates, variant rates, sibling estimates by (variant, alt, confidence
+  // bucket), first-pass costs by (variant, tokens in the pass).
+  private pldEst = new Float64Array(LOOKUP_BUCKETS.length);
+  private pldOpt = new Float64Array(LOOKUP_BUCKETS.length);
+  private vRate = new Float64Array(0);
+  private sibEst = new Float64Array(0);
+  private sibOpt = new Float64Array(0);
+  private passCostTable = new Float64Array(0);
+  private vFa = new Float64Array(0);
+  private vFm = new Float64Array(0);
+  private stepLm?: LatencyModel;
+  private E = 0;
+  private D = 0;
+  private stepPasses = 0;
+  private stepPassMs = 0;
+  private tGrow = 0;
+  private tDrafted = 0;
+  private stepCtx = 0;
+  private predictedVerify = 0;
+  private predictedStep = 0;
+  private decided = false;
+  // Learned across steps.
+  private overhead = 0;
+  private lookupMs = LOOKUP_MS;
+  private lookupHit = 0.5;
+  private steps = 0;
+  private readonly actions = { lookup: 0, model: 0, sibling: 0 };
+  private readonly actionsByVariant = new Map<string, number>();
+  private treeNodes = 0;
+  private readonly verifyErr = new ErrorLog(400);
+  private readonly stepErr = new ErrorLog(400);
+  private readonly draftErr = new ErrorLog(400);
+  private readonly recentSteps: { predictedMs: number; measuredMs: number; nodes: number; accepted: number }[] = [];
+
+  constructor(env: StrategyEnv, opts: CasSpecOptions = {}) {
+    const variants = opts.variants ?? [layerSkipVariant(env.numLayers, 0.4), layerSkipVariant(env.numLayers, 0.6), quantVariant(1), PROMPT_LOOKUP];
+    const model = variants.filter((v): v is ModelVariant => v.kind === 'model');
+    super(env, model.filter((v) => v.ratio !== undefined && v.skip !== undefined), opts);
+    this.modelVariants = model;
+    this.useLookup = variants.some((v) => v.kind === 'lookup');
+    this.o = { topk: opts.topk ?? 4, maxPasses: opts.maxPasses ?? 24, lookahead: opts.lookahead ?? 8, maxLookup: opts.maxLookup ?? 16, leaves: opts.leaves ?? 8 };
+    this.lm = opts.latency;
+    this.calibrateOpt = opts.calibrate ?? true;
+    this.persist = opts.persist ?? true;
+    this.reproducibleOpt = opts.reproducible;
+    this.trace = opts.trace;
+  }
+
+  protected onSequence(_seq: Sequence, reproducible: boolean): void {
+    // Sampling runs must not depend on earlier runs (reproducibility): no warm start there.
+    const k = this.reproducibleOpt ?? reproducible ? undefined : knowledge.get(this.env.model);
+    if (k) for (const [src, { rate, count }] of k) this.tracker.warmStart(src, rate, Math.min(count, 20));
+  }
+
+  /** The live latency model (after the first step). */
+  get latency(): LatencyModel | undefined {
+    return this.lm;
+  }
+
+  private async ensureLatency(): Promise<void> {
+    if (this.snapshot) return;
+    const key = (this.key = modelKey(this.env.model, this.env.numLayers, this.env.vocabSize));
+    const injected = this.lm !== undefined;
+    const shared = injected ? undefined : liveModels.get(key);
+    if (shared) {
+      // Another generation of this model already calibrated and refined it: keep refining it.
+      this.lm = shared.lm;
+      this.calibration = { ...shared.calibration, source: 'process', passes: 0, ms: 0 };
+    } else {
+      if (!this.lm) {
+        const cached = loadCached(key);
+        if (cached) {
+          this.lm = cached.model;
+          this.calibration = { passes: 0, ms: 0, source: cached.source, file: cached.file };
+        } else this.lm = new LatencyModel();
+      }
+      if (!this.lm.knows(0)) {
+        if (this.calibrateOpt !== false) {
+          const copts = typeof this.calibrateOpt === 'object' ? this.calibrateOpt : {};
+          this.calibration = await calibrate(
+            this.env.model,
+            this.env.vocabSize,
+            4096,
+            [
+              { quant: 0, sizes: [1, 2, 4, 8, 16, 32, 64], allRows: true },
+              ...this.modelVariants.map((v) => ({ skip: v.skip, quant: v.quant, sizes: [1, 2, 4, 8], allRows: false })),
+            ],
+            this.lm,
+            { clock: this.clock, ...copts },
+          ).catch(() => ({ passes: 0, ms: 0, source: 'none' as const }));
+          if (this.persist && !injected && this.lm.knows(0)) this.calibration.file = storeCached(key, this.lm);
+        } else this.calibration = { passes: 0, ms: 0, source: 'none' };
+      }
+      if (!injected) liveModels.set(key, { lm: this.lm, steps: 0, calibration: this.calibration ?? { passes: 0, ms: 0, source: 'none' } });
+    }
+    for (const v of this.modelVariants) if (v.quant !== 0 && this.calibration?.refusedQuant?.includes(v.quant)) this.disabled.add(v.key);
+    if (injected) {
+      this.snapshot = this.lm!.clone();
+      return;
+    }
+    let snap = snapshots.get(key);
+    if (!snap) snapshots.set(key, (snap = this.lm!.toJSON()));
+    this.snapshot = LatencyModel.fromJSON(snap);
+  }
+
+  protected async grow(seq: Sequence, tree: DraftTree, step: StepContext): Promise<void> {
+    await this.ensureLatency();
+    const reproducible = this.reproducibleOpt ?? step.temperature > 0;
+    this.lastReproducible = reproducible;
+    const lm = reproducible ? this.snapshot! : this.lm!;
+    this.tGrow = this.clock();
+    this.decided = true;
+    const limit = this.limit;
+    const ctx = (this.stepCtx = seq.committed);
+    if (this.a.length < limit) {
+      this.a = new Float64Array(limit);
+      this.p = new Float64Array(limit);
+      this.checked = new Uint8Array(limit);
+    }
+    this.checked.fill(0);
+    this.tv.fill(NaN);
+    const ovh = reproducible ? 0 : this.overhead;
+    const lookupCost = reproducible ? LOOKUP_MS : this.lookupMs;
+    this.a[0] = this.p[0] = 1;
+    this.E = 0;
+    this.D = 0;
+    this.stepPasses = 0;
+    this.stepPassMs = 0;
+    this.preds.length = 0;
+    this.lookups.clear();
+    const tracker = this.tracker;
+    const pldRate = tracker.rate(PROMPT_LOOKUP.key);
+    const pldTail = this.useLookup ? Math.min(3, (this.lookupHit * pldRate) / Math.max(0.05, 1 - pldRate)) : 0;
+    this.prepareTables(lm, ctx);
+    const nv = this.modelVariants.length;
+    const vRate = this.vRate;
+    const leafBuf: number[] = [];
+
+    for (let iter = 0; iter < 256; iter++) {
+      const size = tree.size;
+      if (size >= limit) break;
+      const Rcur = (1 + this.E) / (this.D + this.verifyCost(size) + ovh);
+      let bestR = Rcur * (1 + 1e-9);
+      let best: Action | undefined;
+
+      // Leaves, most promising first.
+      leafBuf.length = 0;
+      for (let i = 0; i < size; i++) if (tree.nodes[i].children.length === 0 && this.p[i] > 1e-3) leafBuf.push(i);
+      leafBuf.sort((x, y) => this.p[y] - this.p[x]);
+      if (leafBuf.length > this.o.leaves) leafBuf.length = this.o.leaves;
+      const room = limit - size;
+
+      for (const leaf of leafBuf) {
+        const pl = this.p[leaf];
+        if (this.useLookup) {
+          const m = this.lookup(tree, leaf, Math.min(room, this.o.maxLookup));
+          if (m) {
+            let cum = pl;
+            let gain = 0;
+            for (let j = 0; j < m.tokens.length; j++) {
+              cum *= this.pld(lookupIndex(m.n, j + 1), true);
+              gain += cum;
+              const R = (1 + this.E + gain) / (this.D + lookupCost + this.verifyCost(size + j + 1) + ovh);
+              if (R > bestR) {
+                bestR = R;
+                best = { kind: 'lookup', leaf, k: j + 1, m };
+              }
+            }
+          }
+        }
+        if (this.stepPasses >= this.o.maxPasses) continue;
+        for (let vi = 0; vi < nv; vi++) {
+          const v = this.modelVariants[vi];
+          if (this.disabled.has(v.key)) continue;
+          let uncomputed = 0;
+          for (let q = leaf; q >= 0 && !tree.nodes[q].computedBy.has(v.key); q = tree.nodes[q].parent) uncomputed++;
+          const first = this.passCost(vi, Math.max(1, uncomputed), 1);
+          const next = this.passCost(vi, 1, 1);
+          const av = vRate[vi];
+          let cum = pl;
+          let gain = 0;
+          let cost = 0;
+          const K = Math.min(this.o.lookahead, room);
+          for (let k = 1; k <= K; k++) {
+            cost += k === 1 ? first : next;
+            cum *= av;
+            gain += cum;
+            const R = (1 + this.E + gain + cum * pldTail) / (this.D + cost + this.verifyCost(size + k) + ovh);
+            if (R > bestR) {
+              bestR = R;
+              best = { kind: 'model', leaf, v, vi };
+            }
+          }
+        }
+      }
+
+      // Siblings: the next alternative of a pass's top-k output at a node.
+      for (let node = 0; node < size; node++) {
+        const pr = this.preds[node];
+        if (!pr || this.p[node] < 1e-3) continue;
+        const kids = tree.nodes[node].children;
+        while (pr.next < pr.ids.length && tree.childWithToken(node, pr.ids[pr.next]) >= 0) pr.next++;
+        if (pr.next >= pr.ids.length) continue;
+        const rank = pr.next;
+        const alt = rank === 0 ? 0 : 1;
+        const bi = confidenceIndex(pr.probs[rank]);
+        const t = (pr.vi * 2 + alt) * CONFIDENCE_BUCKETS.length + bi;
+        let used = 0;
+        for (const c of kids) used += this.a[c];
+        const room1 = Math.max(0, 0.999 - used);
+        const R = (1 + this.E + this.p[node] * Math.min(this.sib(t, true), room1)) / (this.D + this.verifyCost(size + 1) + ovh);
+        if (R > bestR) {
+          bestR = R;
+          const track = alt ? pr.v.key + ':alt' : pr.v.key;
+          best = { kind: 'sibling', node, rank, est: Math.min(this.sib(t, false), room1), track, bucket: CONFIDENCE_BUCKETS[bi] };
+        }
+      }
+
+      if (!best) break;
+      this.actions[best.kind]++;
+      if (this.trace) this.traceActions.push(best.kind === 'model' ? best.v.key : best.kind === 'lookup' ? `pld${best.k}` : 'sibling');
+      if (best.kind === 'lookup') {
+        let at = best.leaf;
+        for (let j = 0; j < best.k && at >= 0; j++) {
+          const bi = lookupIndex(best.m.n, j + 1);
+          const est = this.pld(bi, false);
+          const i = this.addNode(tree, at, best.m.tokens[j], PROMPT_LOOKUP.key, PROMPT_LOOKUP.key, LOOKUP_BUCKETS[bi], est);
+          if (i >= 0 && i === tree.size - 1) this.a[i] = est;
+          at = i;
+        }
+        this.D += lookupCost;
+        this.bump(PROMPT_LOOKUP.key);
+      } else if (best.kind === 'sibling') {
+        const pr = this.preds[best.node]!;
+        const i = this.addNode(tree, best.node, pr.ids[best.rank], pr.v.key, best.track, best.bucket, best.est);
+        pr.next++;
+        if (i >= 0 && i === tree.size - 1) this.a[i] = best.est;
+      } else {
+        await this.modelStep(seq, tree, best.leaf, best.v, best.vi);
+      }
+      this.refresh(tree);
+    }
+    this.tDrafted = this.clock();
+    this.predictedVerify = this.verifyCost(tree.size);
+    this.predictedStep = this.D + this.verifyCost(tree.size) + ovh;
+    this.treeNodes += tree.size;
+    if (this.trace) {
+      this.trace({
+        size: tree.size,
+        expected: this.E,
+        draftMs: this.D,
+        verifyMs: this.verifyCost(tree.size),
+        actions: this.traceActions,
+        plainRate: 1 / (this.verifyCost(1) + ovh),
+        rate: (1 + this.E) / this.predictedStep,
+      });
+      this.traceActions = [];
+    }
+  }
+
+  /** Fills the per-step tables from the tracker and the decision latency model. */
+  private prepareTables(lm: LatencyModel, ctx: number): void {
+    const t = this.tracker;
+    const nv = this.modelVariants.length;
+    const nb = CONFIDENCE_BUCKETS.length;
+    this.pldEst.fill(NaN);
+    this.pldOpt.fill(NaN);
+    if (this.vRate.length !== nv) {
+      this.vRate = new Float64Array(nv);
+      this.vFa = new Float64Array(nv);
+      this.vFm = new Float64Array(nv);
+      this.sibEst = new Float64Array(nv * 2 * nb);
+      this.sibOpt = new Float64Array(nv * 2 * nb);
+      this.passCostTable = new Float64Array(nv * 65);
+    }
+    this.modelVariants.forEach((v, vi) => {
+      this.vRate[vi] = t.optimistic(v.key, '');
+      const { fa, fm } = keptFractions(v.skip);
+      this.vFa[vi] = fa;
+      this.vFm[vi] = fm;
+    });
+    this.sibEst.fill(NaN);
+    this.sibOpt.fill(NaN);
+    this.passCostTable.fill(NaN);
+    this.stepLm = lm;
+    this.stepCtx = ctx;
+  }
+
+  /** Predicted verification time of a tree of n nodes (cached per step). */
+  private verifyCost(n: number): number {
+    let c = this.tv[n];
+    if (c !== c) this.tv[n] = c = this.stepLm!.predict({ n, nOut: n, ctx: this.stepCtx, fa: 1, fm: 1, quant: 0 });
+    return c;
+  }
+
+  /** Prompt-lookup acceptance estimate of bucket b (optimistic: for decisions), cached per step. */
+  private pld(b: number, optimistic: boolean): number {
+    const tab = optimistic ? this.pldOpt : this.pldEst;
+    let v = tab[b];
+    if (v !== v) {
+      v = optimistic ? this.tracker.optimistic(PROMPT_LOOKUP.key, LOOKUP_BUCKETS[b]) : this.tracker.estimate(PROMPT_LOOKUP.key, LOOKUP_BUCKETS[b]);
+      tab[b] = v;
+    }
+    return v;
+  }
+
+  /** Estimate of a model token by table index (variant, alternative?, confidence bucket), cached per step. */
+  private sib(t: number, optimistic: boolean): number {
+    const tab = optimistic ? this.sibOpt : this.sibEst;
+    let v = tab[t];
+    if (v !== v) {
+      const nb = CONFIDENCE_BUCKETS.length;
+      const b = t % nb;
+      const alt = Math.floor(t / nb) % 2;
+      const key = this.modelVariants[Math.floor(t / (2 * nb))].key;
+      const track = alt ? key + ':alt' : key;
+      v = optimistic ? this.tracker.optimistic(track, CONFIDENCE_BUCKETS[b]) : this.tracker.estimate(track, CONFIDENCE_BUCKETS[b]);
+      tab[t] = v;
+    }
+    return v;
+  }
+
+  /** Predicted time of a pass of variant vi over n tokens with nOut output rows (one row: cached). */
+  private passCost(vi: number, n: number, nOut: number): number {
+    const cacheable = nOut === 1 && n <= 64;
+    if (cacheable) {
+      const c = this.passCostTable[vi * 65 + n];
+      if (c === c) return c; // not NaN
+    }
+    const v = this.modelVariants[vi];
+    const c = this.stepLm!.predict({ n, nOut, ctx: this.stepCtx, fa: this.vFa[vi], fm: this.vFm[vi], quant: v.quant });
+    if (cacheable) this.passCostTable[vi * 65 + n] = c;
+    return c;
+  }
+
+  private bump(key: string): void {
+    this.actionsByVariant.set(key, (this.actionsByVariant.get(key) ?? 0) + 1);
+  }
+
+  private lookup(tree: DraftTree, leaf: number, maxLen: number): LookupMatch | null {
+    let m = this.lookups.get(leaf);
+    if (m === undefined) {
+      const t0 = this.clock();
+      m = this.lookupAt(tree, leaf, this.o.maxLookup);
+      this.lookupMs = 0.9 * this.lookupMs + 0.1 * Math.max(0.0005, this.clock() - t0);
+      this.lookupHit = 0.95 * this.lookupHit + 0.05 * (m ? 1 : 0);
+      this.lookups.set(leaf, m);
+    }
+    if (m && m.tokens.length > maxLen) return { n: m.n, tokens: m.tokens.slice(0, maxLen) };
+    return m;
+  }
+
+  /** One pass of v from `leaf`: its argmax becomes a child; also checks unchecked lookup proposals on the path. */
+  private async modelStep(
+    seq: Sequence,
+    tree: DraftTree,
+    leaf: number,
+    v: ModelVariant,
+    vi: number,
+  ): Promise<void> {
+    const wantRow = (node: number): boolean => {
+      if (this.checked[node] || this.preds[node]) return false;
+      for (const c of tree.nodes[node].children) if (this.meta[c]?.track === PROMPT_LOOKUP.key) return true;
+      return false;
+    };
+    const r = await this.pass(seq, tree, v, [leaf], this.o.topk, wantRow);
+    if (!r) return;
+    this.stepPasses++;
+    this.stepPassMs += r.ms;
+    this.D += this.passCost(vi, r.n, r.rows.length);
+    this.bump(v.key);
+    const k = r.topk;
+    r.rows.forEach((node, row) => {
+      const ids = r.out.topkIds!.slice(row * k, row * k + k);
+      const probs = r.out.topkProbs!.slice(row * k, row * k + k);
+      this.preds[node] = { v, vi, ids, probs, next: 0 };
+      if (node === leaf) {
+        const bi = confidenceIndex(probs[0]);
+        const bucket = CONFIDENCE_BUCKETS[bi];
+        const est = this.sib(vi * 2 * CONFIDENCE_BUCKETS.length + bi, false);
+        const i = this.addNode(tree, leaf, ids[0], v.key, v.key, bucket, est);
+        if (i >= 0 && i === tree.size - 1) this.a[i] = est;
+        this.preds[node]!.next = 1;
+      } else {
+        // Vertical cascade evidence: does v agree with the lookup proposal below this node?
+        this.checked[node] = 1;
+        for (const c of tree.nodes[node].children) {
+          const m = this.meta[c];
+          if (m?.track !== PROMPT_LOOKUP.key || m.bucket.includes('|')) continue;
+          m.bucket = `${m.bucket}|${v.key}:${tree.nodes[c].token === ids[0] ? 'y' : 'n'}`;
+          this.a[c] = this.tracker.estimate(m.track, m.bucket);
+        }
+      }
+    });
+  }
+
+  /** Recomputes cumulative probabilities and E (parents come before children). */
+  private refresh(tree: DraftTree): void {
+    let E = 0;
+    const nodes = tree.nodes;
+    for (let i = 1; i < nodes.length; i++) {
+      this.p[i] = this.p[nodes[i].parent] * this.a[i];
+      E += this.p[i];
+    }
+    this.E = E;
+  }
+
+  protected onPass(v: ModelVariant, r: PassResult, ctx: number): void {
+    if (!this.lm) return;
+    const { fa, fm } = keptFractions(v.skip);
+    const shape: PassShape = { n: r.n, nOut: r.rows.length, ctx, fa, fm, quant: v.quant };
+    this.draftErr.push(this.lm.predict(shape), r.ms);
+    this.lm.observe(shape, r.ms, 'draft');
+  }
+
+  observe(tree: DraftTree, verdict: Verdict, seq: Sequence): void {
+    super.observe(tree, verdict, seq);
+    if (!this.decided || !this.lm) return;
+    this.decided = false;
+    const now = this.clock();
+    const verifyMs = now - this.tDrafted;
+    const draftMs = this.tDrafted - this.tGrow;
+    this.verifyErr.push(this.predictedVerify, verifyMs);
+    this.stepErr.push(this.predictedStep, draftMs + verifyMs);
+    if (this.recentSteps.length >= 8) this.recentSteps.shift();
+    this.recentSteps.push({ predictedMs: round3(this.predictedStep), measuredMs: round3(draftMs + verifyMs), nodes: tree.size, accepted: verdict.path.length - 1 });
+    // A sampling step's verification includes TS work over the vocabulary (softmax, top-p) that
+    // greedy steps do not have: only greedy steps refine the (shared) model of verification time.
+    if (!this.lastReproducible) this.lm.observe({ n: tree.size, nOut: tree.size, ctx: this.stepCtx, fa: 1, fm: 1, quant: 0 }, verifyMs, 'verify');
+    this.overhead = 0.9 * this.overhead + 0.1 * Math.max(0, draftMs - this.stepPassMs);
+    this.steps++;
+    if (!(this.reproducibleOpt ?? this.lastReproducible) && this.steps % 8 === 0) knowledge.set(this.env.model, this.tracker.knowledge());
+    const shared = this.key ? liveModels.get(this.key) : undefined;
+    if (shared && shared.lm === this.lm && ++shared.steps % 256 === 0 && this.persist) storeCached(this.key!, this.lm);
+  }
+
+  stats(): Record<string, unknown> {
+    const s = super.stats();
+    const pct = (e: ErrorLog) => (e.count > 0 ? round3(100 * e.median()) : null);
+    return {
+      ...s,
+      dytc: {
+        steps: this.steps,
+        meanTreeSize: this.steps > 0 ? round3(this.treeNodes / this.steps) : 0,
+        actions: { ...this.actions },
+        passesByVariant: Object.fromEntries(this.actionsByVariant),
+        disabled: [...this.disabled],
+      },
+      latency: {
+        calibration: this.calibration,
+        samples: this.lm?.sampleCount(0) ?? 0,
+        verifyMedianAbsPctErr: pct(this.verifyErr),
+        draftPassMedianAbsPctErr: pct(this.draftErr),
+        stepMedianAbsPctErr: pct(this.stepErr),
+        overheadMs: round3(this.overhead),
+        recentSteps: this.recentSteps,
+      },
+    };
+  }
+}
