@@ -26,9 +26,11 @@ const run = (cmd, args) => {
 const localBin = (name) => join(root, 'node_modules', '.bin', name);
 
 if (has('cmake')) {
-  const cuda = process.env.CASSPEC_CUDA === '0' ? ['--CDCASSPEC_CUDA=OFF'] : [];
+  // Always pass the choice: CMake caches options, so an earlier OFF would otherwise stick.
+  const cuda = [`--CDCASSPEC_CUDA=${process.env.CASSPEC_CUDA === '0' ? 'OFF' : 'ON'}`];
   const cmakeJs = existsSync(localBin('cmake-js')) ? localBin('cmake-js') : 'cmake-js';
-  run(cmakeJs, ['compile', '--out', 'build', ...cuda]);
+  run(cmakeJs, ['configure', '--out', 'build', ...cuda]);
+  run(cmakeJs, ['build', '--out', 'build']);
 } else {
   // npm puts its bundled node-gyp on the script's PATH through npm_config_node_gyp.
   const gyp = process.env.npm_config_node_gyp;

@@ -16,10 +16,12 @@ const hasNvcc = spawnSync('nvcc', ['--version'], { stdio: 'ignore' }).status ===
 
 function build(variant, cuda) {
   const dir = `build-prebuild-${variant}`;
-  const args = ['compile', '--out', dir, `--CDCASSPEC_CUDA=${cuda ? 'ON' : 'OFF'}`, '--CDCASSPEC_STATIC_RUNTIME=ON'];
+  const args = ['configure', '--out', dir, `--CDCASSPEC_CUDA=${cuda ? 'ON' : 'OFF'}`, '--CDCASSPEC_STATIC_RUNTIME=ON'];
   console.log(`prebuild ${variant}: cmake-js ${args.join(' ')}`);
-  const r = spawnSync(cmakeJs, args, { cwd: root, stdio: 'inherit' });
-  if (r.status !== 0) process.exit(r.status ?? 1);
+  for (const a of [args, ['build', '--out', dir]]) {
+    const r = spawnSync(cmakeJs, a, { cwd: root, stdio: 'inherit' });
+    if (r.status !== 0) process.exit(r.status ?? 1);
+  }
   const target = join(out, `casspec.${variant}.node`);
   copyFileSync(join(root, dir, 'Release', 'casspec.node'), target);
   const ldd = spawnSync('ldd', [target], { encoding: 'utf8' }).stdout ?? '';

@@ -23,7 +23,7 @@ export async function doctor(): Promise<DoctorReport> {
   const backend = cuda.usable ? 'cuda' : 'cpu';
   // A one-layer dummy model on the chosen backend reports the device as the engine sees it.
   const m = addon.createModel(
-    { vocabSize: 32, hiddenSize: 32, numLayers: 1, numHeads: 2, numKvHeads: 1, headDim: 16, intermediateSize: 64, maxPositions: 16, ropeTheta: 10000, rmsNormEps: 1e-5, tieWordEmbeddings: true },
+    { vocabSize: 64, hiddenSize: 64, numLayers: 1, numHeads: 2, numKvHeads: 1, headDim: 32, intermediateSize: 128, maxPositions: 16, ropeTheta: 10000, rmsNormEps: 1e-5, tieWordEmbeddings: true },
     { backend },
   );
   const device = m.info().device;

@@ -22,7 +22,13 @@ CASSPEC_HD inline uint64_t splitmix64(uint64_t x) {
 CASSPEC_HD inline float dummyWeight(uint64_t seed, int tensorIndex, uint64_t element, bool isNorm) {
   uint64_t h = splitmix64(seed ^ splitmix64((uint64_t)tensorIndex * 0x100000001B3ull + element));
   float u = (float)(h >> 40) * (1.0f / 16777216.0f) * 2.0f - 1.0f;  // uniform in [-1, 1)
-  return isNorm ? 1.0f + 0.1f * u : 0.034641016f * u;               // sqrt(3) * 0.02
+  // Explicit round-to-nearest ops: nvcc would otherwise fuse 1 + 0.1*u into one FMA on the device
+  // and the host and device values would differ in the last bit.
+#ifdef __CUDA_ARCH__
+  return isNorm ? __fadd_rn(1.0f, __fmul_rn(0.1f, u)) : __fmul_rn(0.034641016f, u);
+#else
+  return isNorm ? 1.0f + 0.1f * u : 0.034641016f * u;  // 0.034641016 = sqrt(3) * 0.02
+#endif
 }
 
 }  // namespace casspec

@@ -124,6 +124,7 @@ export function buildBenchJson(inp: BuildJsonInput): BenchJson {
       msRepeats: r.msRepeats.map(r4),
       draftMs: r4(r.draftMs),
       verifyMs: r4(r.verifyMs),
+      firstTokenMs: r4(r.firstTokenMs),
     })),
     summary: run.summary.map((s) => ({
       ...s,

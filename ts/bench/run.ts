@@ -66,6 +66,8 @@ export interface PerPromptRecord {
   msRepeats: number[];
   draftMs: number;
   verifyMs: number;
+  /** Prefill + first token, ms. */
+  firstTokenMs: number;
 }
 
 export interface SummaryRow {
@@ -211,6 +213,7 @@ export async function runBench(model: BenchModel, opts: RunOptions): Promise<Ben
         msRepeats,
         draftMs: median(rs.map((x) => x.stats.draftMs)),
         verifyMs: median(rs.map((x) => x.stats.verifyMs)),
+        firstTokenMs: median(rs.map((x) => x.stats.timeToFirstTokenMs)),
       });
     }
   }

@@ -5,6 +5,13 @@ import { CasspecError, fromNative } from '../errors.js';
 import type { ForwardOutput, NativeContext } from '../native.js';
 import type { DraftTree } from './tree.js';
 
+/** Prompt tokens per prefill forward ($CASSPEC_PREFILL_CHUNK overrides, for tuning). */
+export const PREFILL_CHUNK = 256;
+function prefillChunk(): number {
+  const v = Number(process.env.CASSPEC_PREFILL_CHUNK);
+  return Number.isInteger(v) && v > 0 ? v : PREFILL_CHUNK;
+}
+
 export interface PassOptions {
   skip?: Uint8Array;
   quant?: number;
@@ -37,20 +44,28 @@ export class Sequence {
     if (this.signal?.aborted) throw new CasspecError('E_ABORTED', 'generation was aborted', { cause: this.signal.reason });
   }
 
-  /** Forwards the prompt, commits it, and returns the outputs of its last position. */
+  /**
+   * Forwards the prompt, commits it, and returns the outputs of its last position. Long prompts go
+   * in chunks, each committed before the next: later chunks then attend to a contiguous committed
+   * prefix instead of carrying every earlier prompt token as a tree ancestor. Batch invariance
+   * makes the chunk size invisible in the results.
+   */
   async prefill(prompt: number[], opts: PassOptions): Promise<ForwardOutput> {
-    this.checkAborted();
-    const n = prompt.length;
-    const base = this.committed;
-    const slots = Int32Array.from({ length: n }, (_, i) => base + i);
-    const parents = Int32Array.from({ length: n }, (_, i) => (i === 0 ? -1 : base + i - 1));
-    this.forwards++;
-    const out = await this.call(() =>
-      this.ctx.forward({ tokens: Int32Array.from(prompt), slots, parents, outRows: Int32Array.of(n - 1), ...opts }),
-    );
-    await this.call(() => this.ctx.commit(slots));
+    const chunk = prefillChunk();
+    let out: ForwardOutput | undefined;
+    for (let start = 0; start < prompt.length; start += chunk) {
+      this.checkAborted();
+      const piece = prompt.slice(start, start + chunk);
+      const n = piece.length;
+      const base = this.committed;
+      const slots = Int32Array.from({ length: n }, (_, i) => base + i);
+      const parents = Int32Array.from({ length: n }, (_, i) => (i === 0 ? -1 : base + i - 1));
+      this.forwards++;
+      out = await this.call(() => this.ctx.forward({ tokens: Int32Array.from(piece), slots, parents, outRows: Int32Array.of(n - 1), ...opts }));
+      await this.call(() => this.ctx.commit(slots));
+    }
     this.tokens.push(...prompt);
-    return out;
+    return out!;
   }
 
   /** Runs one forward pass over the given tree nodes (each node's parent must be in this pass or already computed). */

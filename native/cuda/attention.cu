@@ -1,0 +1,796 @@
+// Attention kernels; see attention.cuh for the numerics contract.
+//
+// Block = 4 warps for one (chunk, kv head): the chunk's committed keys/values are staged in shared
+// memory once (they are the same for every token); then for each group of 16 query rows (row =
+// token * group + head-in-group) the 4 warps split the chunk's 64 keys, FlashAttention-2 style:
+// S = Q K^T and O = P V with the 16 rows as the mma M dimension, so P goes from the S accumulators
+// to the A operand in registers. (One warp per row group left 3 of 4 warps idle at decode.)
+#include "attention.cuh"
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cmath>
+
+#include "check.cuh"
+#include "launch.cuh"
+#include "layout.cuh"
+#include "mma.cuh"
+#include "params.cuh"
+#include "rmsnorm.cuh"
+
+namespace casspec::cuda {
+
+bool attentionSupportsHeadDim(int d) { return d == 32 || d == 64 || d == 128; }
+
+namespace {
+
+constexpr int CH = kAttnChunk;
+
+template <int D> struct AttnCfg {
+  static constexpr int LD = D + 8;  // padded shared-memory row (halves): conflict-free ldmatrix
+  static constexpr int kArray = CH * LD;
+  static constexpr int smemBytes(bool kv32) { return (kv32 ? 4 : 2) * kArray * 2 + (2 * 4 * 16 + 4 * 16 * D) * 4; }
+};
+
+__device__ __forceinline__ int mergeSlot(int a, int b) {
+  if (a == -2 || b == -2) return -2;
+  if (a == -1) return b;
+  if (b == -1 || a == b) return a;
+  return -2;  // rows disagree
+}
+
+struct KeyView {
+  const int32_t* ancOff;
+  const int32_t* anc;
+  int committed;
+  // Slot of key index j in token t's ordered key list, -1 past its end.
+  __device__ __forceinline__ int slot(int t, int j) const {
+    if (j < committed) return j;
+    const int off = ancOff[t], i = j - committed;
+    return i < ancOff[t + 1] - off ? anc[off + i] : -1;
+  }
+  __device__ __forceinline__ int keys(int t) const { return committed + ancOff[t + 1] - ancOff[t]; }
+};
+
+// Two consecutive head-dim values of one cache row as (hi pair, lo pair) B-fragment registers.
+template <class H, bool KV32>
+__device__ __forceinline__ void loadPair(const void* base, size_t i, uint32_t& hi, uint32_t& lo) {
+  if constexpr (KV32) {
+    const float2 f = *reinterpret_cast<const float2*>(static_cast<const float*>(base) + i);
+    uint16_t h0, l0, h1, l1;
+    splitHiLo<H>(f.x, h0, l0);
+    splitHiLo<H>(f.y, h1, l1);
+    hi = pack2(h0, h1);
+    lo = pack2(l0, l1);
+  } else {
+    hi = *reinterpret_cast<const uint32_t*>(static_cast<const uint16_t*>(base) + i);
+    lo = 0;
+  }
+}
+template <class H, bool KV32>
+__device__ __forceinline__ void loadOne(const void* base, size_t i, uint16_t& hi, uint16_t& lo) {
+  if constexpr (KV32) {
+    splitHiLo<H>(static_cast<const float*>(base)[i], hi, lo);
+  } else {
+    hi = static_cast<const uint16_t*>(base)[i];
+    lo = 0;
+  }
+}
+
+// q rows (this lane's rows gq and gq+8) for head-dim tile dt as hi and lo A fragments.
+template <class H>
+__device__ __forceinline__ void loadQ(const float* qA, const float* qB, int dt, int tq, uint32_t (&hi)[4], uint32_t (&lo)[4]) {
+  float v[8];
+  const int c = dt * 16 + 2 * tq;
+  const float2 z = make_float2(0.f, 0.f);
+  const float2 a01 = qA ? *reinterpret_cast<const float2*>(qA + c) : z;
+  const float2 a23 = qB ? *reinterpret_cast<const float2*>(qB + c) : z;
+  const float2 a45 = qA ? *reinterpret_cast<const float2*>(qA + c + 8) : z;
+  const float2 a67 = qB ? *reinterpret_cast<const float2*>(qB + c + 8) : z;
+  v[0] = a01.x, v[1] = a01.y, v[2] = a23.x, v[3] = a23.y, v[4] = a45.x, v[5] = a45.y, v[6] = a67.x, v[7] = a67.y;
+#pragma unroll
+  for (int r = 0; r < 4; ++r) {
+    uint16_t h0, l0, h1, l1;
+    splitHiLo<H>(v[2 * r], h0, l0);
+    splitHiLo<H>(v[2 * r + 1], h1, l1);
+    hi[r] = pack2(h0, h1);
+    lo[r] = pack2(l0, l1);
+  }
+}
+
+// S tile (16 rows x 8 keys) for keys whose slots come from global memory: slot[gq] per lane.
+template <class H, bool KV32, int D>
+__device__ __forceinline__ void scoreTileGlobal(const AttnArgs& a, const float* qA, const float* qB, int tq, int kvOff, int slot,
+                                                float (&s)[4]) {
+  s[0] = s[1] = s[2] = s[3] = 0.f;
+  const int kvDim = a.kvHeads * D;
+  const size_t row = (size_t)(slot < 0 ? 0 : slot) * kvDim + kvOff;
+#pragma unroll
+  for (int dt = 0; dt < D / 16; ++dt) {
+    uint32_t qh[4], ql[4];
+    loadQ<H>(qA, qB, dt, tq, qh, ql);
+    uint32_t b0h, b0l, b1h, b1l;
+    loadPair<H, KV32>(a.k, row + dt * 16 + 2 * tq, b0h, b0l);
+    loadPair<H, KV32>(a.k, row + dt * 16 + 8 + 2 * tq, b1h, b1l);
+    mma16816<H>(s, qh, b0h, b1h);
+    mma16816<H>(s, ql, b0h, b1h);
+    if constexpr (KV32) mma16816<H>(s, qh, b0l, b1l);
+  }
+}
+
+// O += P V for one 16-key tile and all head-dim blocks, values from global memory; the lane's
+// four keys (2tq, 2tq+1, 2tq+8, 2tq+9 of the tile) have slots sl[0..3].
+template <class H, bool KV32, int D>
+__device__ __forceinline__ void pvTileGlobal(const AttnArgs& a, const uint32_t (&ph)[4], const uint32_t (&pl)[4], int kvOff,
+                                             int gq, const int (&sl)[4], float (&o)[D / 8][4]) {
+  const int kvDim = a.kvHeads * D;
+  size_t rows[4];
+#pragma unroll
+  for (int i = 0; i < 4; ++i) rows[i] = (size_t)(sl[i] < 0 ? 0 : sl[i]) * kvDim + kvOff + gq;
+#pragma unroll
+  for (int db = 0; db < D / 8; ++db) {
+    uint16_t h[4], l[4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) loadOne<H, KV32>(a.v, rows[i] + db * 8, h[i], l[i]);
+    mma16816<H>(o[db], ph, pack2(h[0], h[1]), pack2(h[2], h[3]));
+    mma16816<H>(o[db], pl, pack2(h[0], h[1]), pack2(h[2], h[3]));
+    if constexpr (KV32) mma16816<H>(o[db], ph, pack2(l[0], l[1]), pack2(l[2], l[3]));
+  }
+}
+
+// One group of 16 query rows against one 64-key chunk, by all 4 warps of the block: warp w owns
+// keys 16w..16w+15 (key blocks 2w, 2w+1 for S; key tile w for P V). Cross-warp reductions go
+// through shared memory in warp order, the same for every n, so they are part of the fixed
+// numerics: row max (exact), l = ((l0 + l1) + l2) + l3, O = ((O0 + O1) + O2) + O3.
+// One head-dim block db of P V for one 16-key tile from global memory, into t (starting at 0).
+template <class H, bool KV32, int D>
+__device__ __forceinline__ void pvDbGlobal(const AttnArgs& a, const uint32_t (&ph)[4], const uint32_t (&pl)[4], int kvOff, int gq,
+                                           const int (&sl)[4], int db, float (&t)[4]) {
+  const int kvDim = a.kvHeads * D;
+  uint16_t h[4], l[4];
+#pragma unroll
+  for (int i = 0; i < 4; ++i) loadOne<H, KV32>(a.v, (size_t)(sl[i] < 0 ? 0 : sl[i]) * kvDim + kvOff + gq + db * 8, h[i], l[i]);
+  t[0] = t[1] = t[2] = t[3] = 0.f;
+  mma16816<H>(t, ph, pack2(h[0], h[1]), pack2(h[2], h[3]));
+  mma16816<H>(t, pl, pack2(h[0], h[1]), pack2(h[2], h[3]));
+  if constexpr (KV32) mma16816<H>(t, ph, pack2(l[0], l[1]), pack2(l[2], l[3]));
+}
+// o = t for the first key tile, o = o + t after: the warp-order fold of attendGroup, in registers.
+__device__ __forceinline__ void foldTile(float (&o)[4], const float (&t)[4], bool first) {
+#pragma unroll
+  for (int e = 0; e < 4; ++e) o[e] = first ? t[e] : o[e] + t[e];
+}
+
+// The same arithmetic as attendGroup, by one warp over the whole chunk: used when a block has
+// several row groups (wide batches), so warps work on different row groups in parallel. Every
+// per-element operation sequence matches attendGroup's (S chains; l and O as 4 partials of 16
+// keys folded in order), so a token's results do not depend on which of the two ran.
+template <class H, bool KV32, int D>
+__device__ void attendRowsWide(const AttnArgs& a, const KeyView& kv, int n, int group, int rg, int c, int nStage,
+                               const uint16_t* Ks, const uint16_t* Vs, const uint16_t* Ksl, const uint16_t* Vsl) {
+  using Cfg = AttnCfg<D>;
+  const int lane = threadIdx.x & 31, gq = lane >> 2, tq = lane & 3;
+  const int g = blockIdx.y;
+  const int rows = n * group;
+  const int rA = rg * 16 + gq, rB = rA + 8;
+  const bool okA = rA < rows, okB = rB < rows;
+  const int tA = okA ? rA / group : -1, tB = okB ? rB / group : -1;
+  const int hA = g * group + rA % group, hB = g * group + rB % group;
+  const int LA = okA ? kv.keys(tA) : 0, LB = okB ? kv.keys(tB) : 0;
+  int Lg = max(LA, LB);
+#pragma unroll
+  for (int m = 16; m >= 1; m >>= 1) Lg = max(Lg, __shfl_xor_sync(0xffffffffu, Lg, m));
+  const int j0 = c * CH;
+  if (Lg <= j0) return;
+
+  const float* qA = okA ? a.q + ((size_t)tA * a.heads + hA) * D : nullptr;
+  const float* qB = okB ? a.q + ((size_t)tB * a.heads + hB) * D : nullptr;
+  const int kvOff = g * D;
+  const int tokFirst = (rg * 16) / group, tokLast = (min(rows, rg * 16 + 16) - 1) / group;
+  const int nFull = nStage / 8;
+
+  float s[8][4];
+#pragma unroll
+  for (int kb = 0; kb < 8; ++kb) s[kb][0] = s[kb][1] = s[kb][2] = s[kb][3] = 0.f;
+  if (nFull > 0) {
+#pragma unroll
+    for (int dt = 0; dt < D / 16; dt += 2) {
+      uint32_t qh0[4], ql0[4], qh1[4], ql1[4];
+      loadQ<H>(qA, qB, dt, tq, qh0, ql0);
+      loadQ<H>(qA, qB, dt + 1, tq, qh1, ql1);
+#pragma unroll
+      for (int kb = 0; kb < 8; ++kb) {
+        if (kb < nFull) {
+          const int off = (kb * 8 + (lane & 7)) * Cfg::LD + dt * 16 + (lane >> 3) * 8;
+          uint32_t b[4];
+          ldmatrixX4(b, Ks + off);
+          if constexpr (KV32) {
+            uint32_t bl[4];
+            ldmatrixX4(bl, Ksl + off);
+            mma16816<H>(s[kb], qh0, b[0], b[1]);
+            mma16816<H>(s[kb], ql0, b[0], b[1]);
+            mma16816<H>(s[kb], qh0, bl[0], bl[1]);
+            mma16816<H>(s[kb], qh1, b[2], b[3]);
+            mma16816<H>(s[kb], ql1, b[2], b[3]);
+            mma16816<H>(s[kb], qh1, bl[2], bl[3]);
+          } else {
+            mma16816<H>(s[kb], qh0, b[0], b[1]);
+            mma16816<H>(s[kb], ql0, b[0], b[1]);
+            mma16816<H>(s[kb], qh1, b[2], b[3]);
+            mma16816<H>(s[kb], ql1, b[2], b[3]);
+          }
+        }
+      }
+    }
+  }
+  for (int kb = nFull; kb < 8; ++kb) {
+    const int jb = j0 + kb * 8;
+    if (jb >= Lg) break;
+    int m = -1;
+    for (int tt = tokFirst + (lane >> 3); tt <= tokLast; tt += 4) m = mergeSlot(m, kv.slot(tt, jb + (lane & 7)));
+    m = mergeSlot(m, __shfl_xor_sync(0xffffffffu, m, 8));
+    m = mergeSlot(m, __shfl_xor_sync(0xffffffffu, m, 16));
+    const bool conflict = __any_sync(0xffffffffu, m == -2);
+    float t4[4];
+    if (!conflict) {
+      scoreTileGlobal<H, KV32, D>(a, qA, qB, tq, kvOff, __shfl_sync(0xffffffffu, m, gq), t4);
+    } else {
+      t4[0] = t4[1] = t4[2] = t4[3] = 0.f;
+      for (int tt = tokFirst; tt <= tokLast; ++tt) {
+        float u[4];
+        scoreTileGlobal<H, KV32, D>(a, qA, qB, tq, kvOff, kv.slot(tt, jb + gq), u);
+        if (tA == tt) t4[0] = u[0], t4[1] = u[1];
+        if (tB == tt) t4[2] = u[2], t4[3] = u[3];
+      }
+    }
+#pragma unroll
+    for (int i = 0; i < 8; ++i)
+      if (i == kb) s[i][0] = t4[0], s[i][1] = t4[1], s[i][2] = t4[2], s[i][3] = t4[3];
+  }
+
+  float mA = -INFINITY, mB = -INFINITY;
+#pragma unroll
+  for (int kb = 0; kb < 8; ++kb) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int j = j0 + kb * 8 + 2 * tq + (e & 1);
+      const bool valid = j < (e < 2 ? LA : LB);
+      s[kb][e] = valid ? s[kb][e] * a.scale : -INFINITY;
+    }
+    mA = fmaxf(mA, fmaxf(s[kb][0], s[kb][1]));
+    mB = fmaxf(mB, fmaxf(s[kb][2], s[kb][3]));
+  }
+#pragma unroll
+  for (int x = 1; x <= 2; x <<= 1) {
+    mA = fmaxf(mA, __shfl_xor_sync(0xffffffffu, mA, x));
+    mB = fmaxf(mB, __shfl_xor_sync(0xffffffffu, mB, x));
+  }
+  // l: per 16-key quarter w (key blocks 2w, 2w+1) exactly as attendGroup's warp w, then folded.
+  float lA = 0.f, lB = 0.f;
+#pragma unroll
+  for (int w = 0; w < 4; ++w) {
+    float qa = 0.f, qb = 0.f;
+#pragma unroll
+    for (int kbl = 0; kbl < 2; ++kbl) {
+      const int kb = 2 * w + kbl;
+      s[kb][0] = mA == -INFINITY ? 0.f : expf(s[kb][0] - mA);
+      s[kb][1] = mA == -INFINITY ? 0.f : expf(s[kb][1] - mA);
+      s[kb][2] = mB == -INFINITY ? 0.f : expf(s[kb][2] - mB);
+      s[kb][3] = mB == -INFINITY ? 0.f : expf(s[kb][3] - mB);
+      qa = qa + s[kb][0];
+      qa = qa + s[kb][1];
+      qb = qb + s[kb][2];
+      qb = qb + s[kb][3];
+    }
+#pragma unroll
+    for (int x = 1; x <= 2; x <<= 1) {
+      qa = qa + __shfl_xor_sync(0xffffffffu, qa, x);
+      qb = qb + __shfl_xor_sync(0xffffffffu, qb, x);
+    }
+    lA = w == 0 ? qa : lA + qa;
+    lB = w == 0 ? qb : lB + qb;
+  }
+
+  // O: tile kt (keys 16kt..) into a fresh 4-register chain per head-dim block, folded in kt order.
+  float o[D / 8][4];
+#pragma unroll
+  for (int db = 0; db < D / 8; ++db) o[db][0] = o[db][1] = o[db][2] = o[db][3] = 0.f;
+#pragma unroll
+  for (int kt = 0; kt < 4; ++kt) {
+    const int jt = j0 + kt * 16;
+    const bool first = kt == 0;
+    if (jt >= Lg) {  // all masked: attendGroup's warp kt contributes zeros
+      const float z[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+      for (int db = 0; db < D / 8; ++db) foldTile(o[db], z, first);
+      continue;
+    }
+    const float pv[8] = {s[2 * kt][0], s[2 * kt][1], s[2 * kt][2], s[2 * kt][3],
+                         s[2 * kt + 1][0], s[2 * kt + 1][1], s[2 * kt + 1][2], s[2 * kt + 1][3]};
+    uint32_t ph[4], pl[4];
+#pragma unroll
+    for (int r = 0; r < 4; ++r) {
+      uint16_t h0, l0, h1, l1;
+      splitHiLo<H>(pv[2 * r], h0, l0);
+      splitHiLo<H>(pv[2 * r + 1], h1, l1);
+      ph[r] = pack2(h0, h1);
+      pl[r] = pack2(l0, l1);
+    }
+    if (kt * 16 + 16 <= nStage) {
+#pragma unroll
+      for (int db = 0; db < D / 8; db += 2) {
+        const int mi = lane >> 3;
+        const int off = (kt * 16 + (mi & 1) * 8 + (lane & 7)) * Cfg::LD + (db + (mi >> 1)) * 8;
+        uint32_t b[4];
+        ldmatrixX4Trans(b, Vs + off);
+        float t0[4] = {0.f, 0.f, 0.f, 0.f}, t1[4] = {0.f, 0.f, 0.f, 0.f};
+        mma16816<H>(t0, ph, b[0], b[1]);
+        mma16816<H>(t0, pl, b[0], b[1]);
+        if constexpr (KV32) {
+          uint32_t bl[4];
+          ldmatrixX4Trans(bl, Vsl + off);
+          mma16816<H>(t0, ph, bl[0], bl[1]);
+          mma16816<H>(t1, ph, b[2], b[3]);
+          mma16816<H>(t1, pl, b[2], b[3]);
+          mma16816<H>(t1, ph, bl[2], bl[3]);
+        } else {
+          mma16816<H>(t1, ph, b[2], b[3]);
+          mma16816<H>(t1, pl, b[2], b[3]);
+        }
+        foldTile(o[db], t0, first);
+        foldTile(o[db + 1], t1, first);
+      }
+    } else {
+      int m = -1;
+      for (int tt = tokFirst + (lane >> 4); tt <= tokLast; tt += 2) m = mergeSlot(m, kv.slot(tt, jt + (lane & 15)));
+      m = mergeSlot(m, __shfl_xor_sync(0xffffffffu, m, 16));
+      const bool conflict = __any_sync(0xffffffffu, m == -2);
+      if (!conflict) {
+        const int sl[4] = {__shfl_sync(0xffffffffu, m, 2 * tq), __shfl_sync(0xffffffffu, m, 2 * tq + 1),
+                           __shfl_sync(0xffffffffu, m, 2 * tq + 8), __shfl_sync(0xffffffffu, m, 2 * tq + 9)};
+#pragma unroll
+        for (int db = 0; db < D / 8; ++db) {
+          float t[4];
+          pvDbGlobal<H, KV32, D>(a, ph, pl, kvOff, gq, sl, db, t);
+          foldTile(o[db], t, first);
+        }
+      } else {
+        // Token by token (slot lookups once per token); each row belongs to exactly one token, so
+        // it is folded exactly once for this tile, as in attendGroup.
+        for (int tt = tokFirst; tt <= tokLast; ++tt) {
+          const int sl[4] = {kv.slot(tt, jt + 2 * tq), kv.slot(tt, jt + 2 * tq + 1), kv.slot(tt, jt + 2 * tq + 8),
+                             kv.slot(tt, jt + 2 * tq + 9)};
+#pragma unroll
+          for (int db = 0; db < D / 8; ++db) {
+            float t[4];
+            pvDbGlobal<H, KV32, D>(a, ph, pl, kvOff, gq, sl, db, t);
+            if (tA == tt) o[db][0] = first ? t[0] : o[db][0] + t[0], o[db][1] = first ? t[1] : o[db][1] + t[1];
+            if (tB == tt) o[db][2] = first ? t[2] : o[db][2] + t[2], o[db][3] = first ? t[3] : o[db][3] + t[3];
+          }
+        }
+        // Rows of no token in the group (past n) keep whatever they had: they are never written.
+      }
+    }
+  }
+
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const bool ok = half ? okB : okA;
+    const int L = half ? LB : LA;
+    if (!ok || L <= j0) continue;
+    const int t = half ? tB : tA, h = half ? hB : hA;
+    const float m = half ? mB : mA, l = half ? lB : lA;
+    if (L <= CH) {
+#pragma unroll
+      for (int db = 0; db < D / 8; ++db) {
+        const int d = db * 8 + 2 * tq;
+        storePacked<H>(static_cast<uint16_t*>(a.outPacked), t, h * D + d, a.outKT, __fdiv_rn(o[db][2 * half], l));
+        storePacked<H>(static_cast<uint16_t*>(a.outPacked), t, h * D + d + 1, a.outKT, __fdiv_rn(o[db][2 * half + 1], l));
+      }
+    } else {
+      float* p = a.part + (((size_t)t * a.heads + h) * a.maxChunks + c) * (D + 2);
+      if (tq == 0) p[0] = m, p[1] = l;
+#pragma unroll
+      for (int db = 0; db < D / 8; ++db)
+        *reinterpret_cast<float2*>(p + 2 + db * 8 + 2 * tq) = make_float2(o[db][2 * half], o[db][2 * half + 1]);
+    }
+  }
+}
+
+template <class H, bool KV32, int D>
+__device__ void attendGroup(const AttnArgs& a, const KeyView& kv, int n, int group, int rg, int c, int nStage,
+                            const uint16_t* Ks, const uint16_t* Vs, const uint16_t* Ksl, const uint16_t* Vsl, float* red,
+                            float* obuf) {
+  using Cfg = AttnCfg<D>;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, gq = lane >> 2, tq = lane & 3;
+  const int g = blockIdx.y;
+  const int rows = n * group;
+  const int rA = rg * 16 + gq, rB = rA + 8;
+  const bool okA = rA < rows, okB = rB < rows;
+  const int tA = okA ? rA / group : -1, tB = okB ? rB / group : -1;
+  const int hA = g * group + rA % group, hB = g * group + rB % group;
+  const int LA = okA ? kv.keys(tA) : 0, LB = okB ? kv.keys(tB) : 0;
+  int Lg = max(LA, LB);
+#pragma unroll
+  for (int m = 16; m >= 1; m >>= 1) Lg = max(Lg, __shfl_xor_sync(0xffffffffu, Lg, m));
+  const int j0 = c * CH;
+  if (Lg <= j0) return;  // block-uniform: no row of this group has keys in this chunk
+
+  const float* qA = okA ? a.q + ((size_t)tA * a.heads + hA) * D : nullptr;
+  const float* qB = okB ? a.q + ((size_t)tB * a.heads + hB) * D : nullptr;
+  const int kvOff = g * D;
+  const int tokFirst = (rg * 16) / group, tokLast = (min(rows, rg * 16 + 16) - 1) / group;
+  const int nFull = nStage / 8;  // key blocks whose 8 keys are all staged
+
+  // ---- S = Q K^T for this warp's key blocks kb = 2w + kbl ----
+  float s[2][4];
+#pragma unroll
+  for (int kbl = 0; kbl < 2; ++kbl) s[kbl][0] = s[kbl][1] = s[kbl][2] = s[kbl][3] = 0.f;
+  if (2 * warp < nFull) {
+#pragma unroll
+    for (int dt = 0; dt < D / 16; dt += 2) {
+      uint32_t qh0[4], ql0[4], qh1[4], ql1[4];
+      loadQ<H>(qA, qB, dt, tq, qh0, ql0);
+      loadQ<H>(qA, qB, dt + 1, tq, qh1, ql1);
+#pragma unroll
+      for (int kbl = 0; kbl < 2; ++kbl) {
+        const int kb = 2 * warp + kbl;
+        if (kb < nFull) {
+          // Matrices: keys kb*8.., head dims 16dt+0, +8, +16, +24: B fragments of tiles dt, dt+1.
+          const int off = (kb * 8 + (lane & 7)) * Cfg::LD + dt * 16 + (lane >> 3) * 8;
+          uint32_t b[4];
+          ldmatrixX4(b, Ks + off);
+          if constexpr (KV32) {
+            uint32_t bl[4];
+            ldmatrixX4(bl, Ksl + off);
+            mma16816<H>(s[kbl], qh0, b[0], b[1]);
+            mma16816<H>(s[kbl], ql0, b[0], b[1]);
+            mma16816<H>(s[kbl], qh0, bl[0], bl[1]);
+            mma16816<H>(s[kbl], qh1, b[2], b[3]);
+            mma16816<H>(s[kbl], ql1, b[2], b[3]);
+            mma16816<H>(s[kbl], qh1, bl[2], bl[3]);
+          } else {
+            mma16816<H>(s[kbl], qh0, b[0], b[1]);
+            mma16816<H>(s[kbl], ql0, b[0], b[1]);
+            mma16816<H>(s[kbl], qh1, b[2], b[3]);
+            mma16816<H>(s[kbl], ql1, b[2], b[3]);
+          }
+        }
+      }
+    }
+  }
+  // Key blocks past the staged prefix: slots from the per-token key lists.
+#pragma unroll
+  for (int kbl = 0; kbl < 2; ++kbl) {
+    const int kb = 2 * warp + kbl, jb = j0 + kb * 8;
+    if (kb < nFull || jb >= Lg) continue;
+    // Merge slots of key (lane & 7) over the group's tokens, 4 token subsets in lanes >> 3.
+    int m = -1;
+    for (int tt = tokFirst + (lane >> 3); tt <= tokLast; tt += 4) m = mergeSlot(m, kv.slot(tt, jb + (lane & 7)));
+    m = mergeSlot(m, __shfl_xor_sync(0xffffffffu, m, 8));
+    m = mergeSlot(m, __shfl_xor_sync(0xffffffffu, m, 16));
+    const bool conflict = __any_sync(0xffffffffu, m == -2);
+    if (!conflict) {
+      scoreTileGlobal<H, KV32, D>(a, qA, qB, tq, kvOff, __shfl_sync(0xffffffffu, m, gq), s[kbl]);
+    } else {
+      for (int tt = tokFirst; tt <= tokLast; ++tt) {
+        float u[4];
+        scoreTileGlobal<H, KV32, D>(a, qA, qB, tq, kvOff, kv.slot(tt, jb + gq), u);
+        if (tA == tt) s[kbl][0] = u[0], s[kbl][1] = u[1];
+        if (tB == tt) s[kbl][2] = u[2], s[kbl][3] = u[3];
+      }
+    }
+  }
+
+  // ---- softmax over the chunk: row max and sum across the 4 warps ----
+  float mA = -INFINITY, mB = -INFINITY;
+#pragma unroll
+  for (int kbl = 0; kbl < 2; ++kbl) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int j = j0 + (2 * warp + kbl) * 8 + 2 * tq + (e & 1);
+      const bool valid = j < (e < 2 ? LA : LB);
+      s[kbl][e] = valid ? s[kbl][e] * a.scale : -INFINITY;
+    }
+    mA = fmaxf(mA, fmaxf(s[kbl][0], s[kbl][1]));
+    mB = fmaxf(mB, fmaxf(s[kbl][2], s[kbl][3]));
+  }
+#pragma unroll
+  for (int x = 1; x <= 2; x <<= 1) {
+    mA = fmaxf(mA, __shfl_xor_sync(0xffffffffu, mA, x));
+    mB = fmaxf(mB, __shfl_xor_sync(0xffffffffu, mB, x));
+  }
+  float* redM = red;            // [4 warps][16 rows]
+  float* redL = red + 4 * 16;   // [4 warps][16 rows]
+  if (tq == 0) redM[warp * 16 + gq] = mA, redM[warp * 16 + gq + 8] = mB;
+  __syncthreads();
+  mA = fmaxf(fmaxf(redM[gq], redM[16 + gq]), fmaxf(redM[32 + gq], redM[48 + gq]));
+  mB = fmaxf(fmaxf(redM[gq + 8], redM[24 + gq]), fmaxf(redM[40 + gq], redM[56 + gq]));
+  float lA = 0.f, lB = 0.f;
+#pragma unroll
+  for (int kbl = 0; kbl < 2; ++kbl) {
+    s[kbl][0] = mA == -INFINITY ? 0.f : expf(s[kbl][0] - mA);
+    s[kbl][1] = mA == -INFINITY ? 0.f : expf(s[kbl][1] - mA);
+    s[kbl][2] = mB == -INFINITY ? 0.f : expf(s[kbl][2] - mB);
+    s[kbl][3] = mB == -INFINITY ? 0.f : expf(s[kbl][3] - mB);
+    lA = lA + s[kbl][0];
+    lA = lA + s[kbl][1];
+    lB = lB + s[kbl][2];
+    lB = lB + s[kbl][3];
+  }
+#pragma unroll
+  for (int x = 1; x <= 2; x <<= 1) {
+    lA = lA + __shfl_xor_sync(0xffffffffu, lA, x);
+    lB = lB + __shfl_xor_sync(0xffffffffu, lB, x);
+  }
+  if (tq == 0) redL[warp * 16 + gq] = lA, redL[warp * 16 + gq + 8] = lB;
+
+  // ---- O_w = P V over this warp's key tile kt = w ----
+  float o[D / 8][4];
+#pragma unroll
+  for (int db = 0; db < D / 8; ++db) o[db][0] = o[db][1] = o[db][2] = o[db][3] = 0.f;
+  const int kt = warp, jt = j0 + kt * 16;
+  if (jt < Lg) {
+    const float pv[8] = {s[0][0], s[0][1], s[0][2], s[0][3], s[1][0], s[1][1], s[1][2], s[1][3]};
+    uint32_t ph[4], pl[4];
+#pragma unroll
+    for (int r = 0; r < 4; ++r) {
+      uint16_t h0, l0, h1, l1;
+      splitHiLo<H>(pv[2 * r], h0, l0);
+      splitHiLo<H>(pv[2 * r + 1], h1, l1);
+      ph[r] = pack2(h0, h1);
+      pl[r] = pack2(l0, l1);
+    }
+    if (kt * 16 + 16 <= nStage) {
+#pragma unroll
+      for (int db = 0; db < D / 8; db += 2) {
+        // Matrices: keys kt*16 + {0..7, 8..15} x head dims 8db.., 8(db+1)..; .trans gives B fragments.
+        const int mi = lane >> 3;
+        const int off = (kt * 16 + (mi & 1) * 8 + (lane & 7)) * Cfg::LD + (db + (mi >> 1)) * 8;
+        uint32_t b[4];
+        ldmatrixX4Trans(b, Vs + off);
+        mma16816<H>(o[db], ph, b[0], b[1]);
+        mma16816<H>(o[db], pl, b[0], b[1]);
+        if constexpr (KV32) {
+          uint32_t bl[4];
+          ldmatrixX4Trans(bl, Vsl + off);
+          mma16816<H>(o[db], ph, bl[0], bl[1]);
+          mma16816<H>(o[db + 1], ph, b[2], b[3]);
+          mma16816<H>(o[db + 1], pl, b[2], b[3]);
+          mma16816<H>(o[db + 1], ph, bl[2], bl[3]);
+        } else {
+          mma16816<H>(o[db + 1], ph, b[2], b[3]);
+          mma16816<H>(o[db + 1], pl, b[2], b[3]);
+        }
+      }
+    } else {
+      // Merge slots of key (lane & 15) over the group's tokens, 2 token subsets in lanes >> 4.
+      int m = -1;
+      for (int tt = tokFirst + (lane >> 4); tt <= tokLast; tt += 2) m = mergeSlot(m, kv.slot(tt, jt + (lane & 15)));
+      m = mergeSlot(m, __shfl_xor_sync(0xffffffffu, m, 16));
+      const bool conflict = __any_sync(0xffffffffu, m == -2);
+      if (!conflict) {
+        const int sl[4] = {__shfl_sync(0xffffffffu, m, 2 * tq), __shfl_sync(0xffffffffu, m, 2 * tq + 1),
+                           __shfl_sync(0xffffffffu, m, 2 * tq + 8), __shfl_sync(0xffffffffu, m, 2 * tq + 9)};
+        pvTileGlobal<H, KV32, D>(a, ph, pl, kvOff, gq, sl, o);
+      } else {
+        for (int tt = tokFirst; tt <= tokLast; ++tt) {
+          const int sl[4] = {kv.slot(tt, jt + 2 * tq), kv.slot(tt, jt + 2 * tq + 1), kv.slot(tt, jt + 2 * tq + 8),
+                             kv.slot(tt, jt + 2 * tq + 9)};
+          float u[D / 8][4];
+#pragma unroll
+          for (int db = 0; db < D / 8; ++db) u[db][0] = u[db][1] = u[db][2] = u[db][3] = 0.f;
+          pvTileGlobal<H, KV32, D>(a, ph, pl, kvOff, gq, sl, u);
+#pragma unroll
+          for (int db = 0; db < D / 8; ++db) {
+            if (tA == tt) o[db][0] = u[db][0], o[db][1] = u[db][1];
+            if (tB == tt) o[db][2] = u[db][2], o[db][3] = u[db][3];
+          }
+        }
+      }
+    }
+  }
+#pragma unroll
+  for (int db = 0; db < D / 8; ++db) {
+    const int d = db * 8 + 2 * tq;
+    *reinterpret_cast<float2*>(obuf + (warp * 16 + gq) * D + d) = make_float2(o[db][0], o[db][1]);
+    *reinterpret_cast<float2*>(obuf + (warp * 16 + gq + 8) * D + d) = make_float2(o[db][2], o[db][3]);
+  }
+  __syncthreads();
+
+  // ---- combine the 4 warps' partial O in warp order; write output or chunk partial ----
+  for (int e = threadIdx.x; e < 16 * D; e += blockDim.x) {
+    const int r = e / D, d = e % D;
+    const int row = rg * 16 + r;
+    if (row >= rows) continue;
+    const int t = row / group, h = g * group + row % group;
+    const int L = kv.keys(t);
+    if (L <= j0) continue;
+    const float m = fmaxf(fmaxf(redM[r], redM[16 + r]), fmaxf(redM[32 + r], redM[48 + r]));
+    const float l = ((redL[r] + redL[16 + r]) + redL[32 + r]) + redL[48 + r];
+    const float val = ((obuf[r * D + d] + obuf[(16 + r) * D + d]) + obuf[(32 + r) * D + d]) + obuf[(48 + r) * D + d];
+    if (L <= CH) {  // one chunk: out = acc / l, exactly what attnCombine computes for C = 1
+      storePacked<H>(static_cast<uint16_t*>(a.outPacked), t, h * D + d, a.outKT, __fdiv_rn(val, l));
+    } else {
+      float* p = a.part + (((size_t)t * a.heads + h) * a.maxChunks + c) * (D + 2);
+      if (d == 0) p[0] = m, p[1] = l;
+      p[2 + d] = val;
+    }
+  }
+  __syncthreads();  // red / obuf are reused by the next group
+}
+
+template <class H, bool KV32, int D, bool WIDE>
+__global__ void __launch_bounds__(kAttnWarps * 32) attnKernel(const AttnArgs a) {
+  using Cfg = AttnCfg<D>;
+  extern __shared__ __align__(16) uint16_t sm[];
+  uint16_t* Ks = sm;
+  uint16_t* Vs = sm + Cfg::kArray;
+  uint16_t* Ksl = sm + 2 * Cfg::kArray;  // KV32: lo halves
+  uint16_t* Vsl = sm + 3 * Cfg::kArray;
+  float* red = reinterpret_cast<float*>(sm + (a.kvF32 ? 4 : 2) * Cfg::kArray);  // [2][4 warps][16 rows]
+  float* obuf = red + 2 * 4 * 16;                                                // [4 warps][16 rows][D]
+  const Params P{a.params};
+  gridDepWait();
+  gridDepLaunch();
+  const int n = P.n(), committed = P.committed();
+  const int nChunks = (P.maxKeys() + CH - 1) / CH;
+  const int group = a.heads / a.kvHeads;
+  const int kvDim = a.kvHeads * D, g = blockIdx.y;
+  const KeyView kv{P.ancOffsets(), P.ancSlots(), committed};
+
+  for (int c = blockIdx.x; c < nChunks; c += gridDim.x) {
+    const int j0 = c * CH;
+    const int nStage = min(max(committed - j0, 0), CH);  // committed keys: slot == key index
+    __syncthreads();  // the previous chunk's readers are done with shared memory
+    if constexpr (KV32) {
+      const float* kf = static_cast<const float*>(a.k);
+      const float* vf = static_cast<const float*>(a.v);
+      for (int e = threadIdx.x; e < nStage * (D / 4); e += blockDim.x) {
+        const int r = e / (D / 4), c4 = (e % (D / 4)) * 4;
+        const size_t src = (size_t)(j0 + r) * kvDim + g * D + c4;
+        const float4 kx = *reinterpret_cast<const float4*>(kf + src);
+        const float4 vx = *reinterpret_cast<const float4*>(vf + src);
+        const float kk[4] = {kx.x, kx.y, kx.z, kx.w}, vv[4] = {vx.x, vx.y, vx.z, vx.w};
+        uint16_t kh[4], kl[4], vh[4], vl[4];
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          splitHiLo<H>(kk[i], kh[i], kl[i]);
+          splitHiLo<H>(vv[i], vh[i], vl[i]);
+        }
+        const int o = r * Cfg::LD + c4;
+        *reinterpret_cast<uint2*>(Ks + o) = make_uint2(pack2(kh[0], kh[1]), pack2(kh[2], kh[3]));
+        *reinterpret_cast<uint2*>(Ksl + o) = make_uint2(pack2(kl[0], kl[1]), pack2(kl[2], kl[3]));
+        *reinterpret_cast<uint2*>(Vs + o) = make_uint2(pack2(vh[0], vh[1]), pack2(vh[2], vh[3]));
+        *reinterpret_cast<uint2*>(Vsl + o) = make_uint2(pack2(vl[0], vl[1]), pack2(vl[2], vl[3]));
+      }
+    } else {
+      const uint16_t* kh = static_cast<const uint16_t*>(a.k);
+      const uint16_t* vh = static_cast<const uint16_t*>(a.v);
+      for (int e = threadIdx.x; e < nStage * (D / 8); e += blockDim.x) {
+        const int r = e / (D / 8), c8 = (e % (D / 8)) * 8;
+        const size_t src = (size_t)(j0 + r) * kvDim + g * D + c8;
+        cpAsync16(Ks + r * Cfg::LD + c8, kh + src);
+        cpAsync16(Vs + r * Cfg::LD + c8, vh + src);
+      }
+      cpAsyncWaitAll();
+    }
+    __syncthreads();
+    if constexpr (WIDE) {  // several row groups: one warp each
+      for (int rg = threadIdx.x >> 5; rg * 16 < n * group; rg += kAttnWarps)
+        attendRowsWide<H, KV32, D>(a, kv, n, group, rg, c, nStage, Ks, Vs, Ksl, Vsl);
+    } else {  // decode: all 4 warps on the one row group
+      for (int rg = 0; rg * 16 < n * group; ++rg) attendGroup<H, KV32, D>(a, kv, n, group, rg, c, nStage, Ks, Vs, Ksl, Vsl, red, obuf);
+    }
+  }
+}
+
+// One block per (token, head), one thread per head dim: chunks combined in chunk order. The
+// per-chunk (m, l) go through shared memory so every load is issued up front (a chunk loop of
+// dependent global loads costs one L2 round trip per chunk).
+template <class H, int D>
+__global__ void combineKernel(const AttnArgs a) {
+  extern __shared__ float cw[];  // [maxChunks] weights exp(m_c - M), then [maxChunks] l_c
+  __shared__ float sM;
+  const Params P{a.params};
+  gridDepWait();
+  gridDepLaunch();
+  const int t = blockIdx.x, h = blockIdx.y, d = threadIdx.x;
+  if (t >= P.n()) return;
+  const int L = P.committed() + P.ancOffsets()[t + 1] - P.ancOffsets()[t];
+  const int C = (L + CH - 1) / CH;
+  if (C <= 1) return;  // written directly by the attention kernel
+  const float* base = a.part + ((size_t)t * a.heads + h) * a.maxChunks * (D + 2);
+  float* cl = cw + a.maxChunks;
+  for (int c = d; c < C; c += D) {
+    cw[c] = base[(size_t)c * (D + 2)];
+    cl[c] = base[(size_t)c * (D + 2) + 1];
+  }
+  __syncthreads();
+  if (d == 0) {
+    float M = -INFINITY;
+    for (int c = 0; c < C; ++c) M = fmaxf(M, cw[c]);
+    sM = M;
+  }
+  __syncthreads();
+  const float M = sM;
+  __syncthreads();
+  for (int c = d; c < C; c += D) cw[c] = expf(cw[c] - M);
+  __syncthreads();
+  float S = 0.f, acc = 0.f;
+  int c = 0;
+  for (; c + 8 <= C; c += 8) {
+    float o[8];
+#pragma unroll
+    for (int i = 0; i < 8; ++i) o[i] = base[(size_t)(c + i) * (D + 2) + 2 + d];
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      S = __fadd_rn(S, __fmul_rn(cl[c + i], cw[c + i]));
+      acc = __fadd_rn(acc, __fmul_rn(o[i], cw[c + i]));
+    }
+  }
+  for (; c < C; ++c) {
+    S = __fadd_rn(S, __fmul_rn(cl[c], cw[c]));
+    acc = __fadd_rn(acc, __fmul_rn(base[(size_t)c * (D + 2) + 2 + d], cw[c]));
+  }
+  storePacked<H>(static_cast<uint16_t*>(a.outPacked), t, h * D + d, a.outKT, __fdiv_rn(acc, S));
+}
+
+template <class H, bool KV32, int D>
+void launchAttnT(const AttnArgs& a, int gridX, bool pdl, cudaStream_t stream) {
+  const int smem = AttnCfg<D>::smemBytes(KV32);
+  if (gridX < 0) {  // attentionPrepare: lift the 48 KB default (up to ~100 KB: K/V staging + warp partials)
+    CUDA_CHECK(cudaFuncSetAttribute(attnKernel<H, KV32, D, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    CUDA_CHECK(cudaFuncSetAttribute(attnKernel<H, KV32, D, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    return;
+  }
+  if (a.wide)
+    launchKernel(attnKernel<H, KV32, D, true>, dim3(gridX, a.kvHeads), dim3(kAttnWarps * 32), smem, stream, pdl, "attnKernel", a);
+  else
+    launchKernel(attnKernel<H, KV32, D, false>, dim3(gridX, a.kvHeads), dim3(kAttnWarps * 32), smem, stream, pdl, "attnKernel", a);
+}
+
+template <class H, bool KV32>
+void launchAttnD(const AttnArgs& a, int gridX, bool pdl, cudaStream_t stream) {
+  switch (a.headDim) {
+    case 32: return launchAttnT<H, KV32, 32>(a, gridX, pdl, stream);
+    case 64: return launchAttnT<H, KV32, 64>(a, gridX, pdl, stream);
+    case 128: return launchAttnT<H, KV32, 128>(a, gridX, pdl, stream);
+    default: fail("E_CONFIG", "cuda backend: unsupported head_dim " + std::to_string(a.headDim));
+  }
+}
+
+template <class H>
+void launchCombineH(const AttnArgs& a, int maxTokens, bool pdl, cudaStream_t stream) {
+  const dim3 grid(maxTokens, a.heads);
+  const size_t smem = (size_t)2 * a.maxChunks * sizeof(float);
+  switch (a.headDim) {
+    case 32: return launchKernel(combineKernel<H, 32>, grid, dim3(32), smem, stream, pdl, "combineKernel", a);
+    case 64: return launchKernel(combineKernel<H, 64>, grid, dim3(64), smem, stream, pdl, "combineKernel", a);
+    case 128: return launchKernel(combineKernel<H, 128>, grid, dim3(128), smem, stream, pdl, "combineKernel", a);
+    default: fail("E_CONFIG", "cuda backend: unsupported head_dim " + std::to_string(a.headDim));
+  }
+}
+
+}  // namespace
+
+void launchAttention(const AttnArgs& a, int gridX, bool bf16, bool pdl, cudaStream_t stream) {
+  if (bf16)
+    a.kvF32 ? launchAttnD<__nv_bfloat16, true>(a, gridX, pdl, stream) : launchAttnD<__nv_bfloat16, false>(a, gridX, pdl, stream);
+  else
+    a.kvF32 ? launchAttnD<__half, true>(a, gridX, pdl, stream) : launchAttnD<__half, false>(a, gridX, pdl, stream);
+}
+
+void attentionPrepare(int headDim, bool kvF32, bool bf16) {
+  AttnArgs a;
+  a.headDim = headDim;
+  a.kvF32 = kvF32;
+  launchAttention(a, -1, bf16, false, nullptr);
+}
+
+void launchAttnCombine(const AttnArgs& a, int maxTokens, bool bf16, bool pdl, cudaStream_t stream) {
+  bf16 ? launchCombineH<__nv_bfloat16>(a, maxTokens, pdl, stream) : launchCombineH<__half>(a, maxTokens, pdl, stream);
+}
+
+}  // namespace casspec::cuda

@@ -1,0 +1,48 @@
+// Tree-masked GQA attention over the KV cache, batch invariant.
+//
+// Token i attends to its ordered key list: slots [0, committed) then its pending ancestors (root
+// to itself). The list is cut into chunks at FIXED key indices (multiples of kAttnChunk); a chunk
+// yields, per (token, head), max m, sum l of exp(s - m) and the unnormalised sum of p * V. Chunks
+// are combined in chunk order (attnCombine). Inside a chunk every product goes through mma with
+// the same per-element input sequence (q_hi*K, q_lo*K[, q_hi*K_lo] over head-dim tiles in order;
+// p_hi*V, p_lo*V[, p_hi*V_lo] over 16-key tiles in order), and the softmax sums run in a fixed lane
+// pattern keyed by the key index. Keys shared by all rows of a warp (the committed prefix, or a
+// chain's common ancestors) feed one mma for 16 rows; where rows disagree on the slot at a key
+// index (tree branches), the warp runs one mma per token and keeps that token's rows. Either way
+// an element sees the same inputs, so results do not depend on n, tree shape or neighbours.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace casspec::cuda {
+
+constexpr int kAttnChunk = 64;  // keys per chunk: fixed, part of the numerics
+constexpr int kAttnWarps = 4;
+
+struct AttnArgs {
+  const int32_t* params = nullptr;
+  const float* q = nullptr;  // [n][heads * headDim], RoPE applied
+  const void* k = nullptr;   // this layer's keys   [slot][kvHeads * headDim]
+  const void* v = nullptr;   // this layer's values
+  bool kvF32 = false;
+  int heads = 0, kvHeads = 0, headDim = 0;
+  float scale = 0.f;
+  float* part = nullptr;  // [(t * heads + h) * maxChunks + c] x (headDim + 2): m, l, acc[headDim]
+  int maxChunks = 0;
+  void* outPacked = nullptr;  // packed O-projection input, KT = heads * headDim / 16
+  int outKT = 0;
+  // Execution strategy, same bits either way: true when a launch can have more than 16 query rows
+  // (one warp per 16-row group), false for decode (the block's 4 warps split each chunk's keys).
+  bool wide = false;
+};
+
+// gridX: blocks along chunks (each loops over chunks c = blockIdx.x + i * gridX).
+void launchAttention(const AttnArgs& a, int gridX, bool bf16, bool pdl, cudaStream_t stream);
+// Combines chunk partials of tokens whose key list spans more than one chunk; maxTokens: grid size.
+void launchAttnCombine(const AttnArgs& a, int maxTokens, bool bf16, bool pdl, cudaStream_t stream);
+bool attentionSupportsHeadDim(int headDim);
+// Once per device before any launch (not during graph capture): shared-memory limits.
+void attentionPrepare(int headDim, bool kvF32, bool bf16);
+
+}  // namespace casspec::cuda

@@ -1,0 +1,83 @@
+// The CUDA backend: weights in packed bf16/f16 on one GPU, scratch activations shared by the
+// model's contexts (the engine runs one forward at a time per model).
+#pragma once
+#include <cuda_runtime.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "../engine/backend.h"
+#include "buffer.cuh"
+#include "device.cuh"
+#include "weights.cuh"
+
+namespace casspec::cuda {
+
+// Knobs read once from the environment (for experiments and A/B timing; defaults are the product).
+struct Tuning {
+  bool pdl = true;     // CASSPEC_CUDA_PDL=0: plain launches
+  bool graphs = true;  // CASSPEC_CUDA_GRAPHS=0: launch kernels directly every forward
+  int kv = 0;          // CASSPEC_CUDA_KV=f32|half: force the KV cache type (0 = by model size)
+  int splitTarget = 396;  // CASSPEC_CUDA_SPLIT_TARGET: resident blocks per wave (chooseSplits)
+  static Tuning fromEnv();
+};
+
+struct LayerWeights {
+  PackedMatrix qkv, o, gateUp, down;
+  DeviceBuffer attnNorm, mlpNorm;  // fp32 [hidden]
+};
+
+class CudaBackend : public Backend {
+ public:
+  CudaBackend(const ModelConfig& c, const BackendOptions& o);
+  std::string name() const override { return "cuda"; }
+  std::string deviceInfo() const override;
+  void setTensor(int index, const TensorSpec& spec, DType src, const void* data) override;
+  void fillDummy(int index, const TensorSpec& spec, uint64_t seed) override;
+  std::unique_ptr<BackendContext> newContext(int capacity) override;
+  int64_t weightBytes() const override;
+  int64_t kvBytesPerSlot() const override { return 2 * (int64_t)c_.layers * c_.kvDim() * kvElemBytes(); }
+
+  // ---- used by CudaContext ----
+  const ModelConfig& config() const { return c_; }
+  int device() const { return device_; }
+  bool bf16() const { return bf16_; }
+  bool kvF32() const { return kvF32_; }
+  int kvElemBytes() const { return kvF32_ ? 4 : 2; }
+  const Tuning& tuning() const { return tune_; }
+  const PackedMatrix& embed() const { return embed_; }
+  const PackedMatrix& lmHead() const { return c_.tiedEmbeddings ? embed_ : lm_; }
+  const float* finalNorm() const { return finalNorm_.get<float>(); }
+  const LayerWeights& layer(int l) const { return layers_[l]; }
+  const float* invFreq() const { return invFreq_.get<float>(); }
+  // K splits per matrix (a function of the shape only: part of the numerics).
+  int splitsQkv, splitsO, splitsGateUp, splitsDown, splitsLm;
+  // Tokens one launch sequence handles; longer forwards run as several in order.
+  static constexpr int kMaxTokens = 256;
+
+  struct Scratch {
+    DeviceBuffer x, q, xPack, aPack, hPack, ws, counters, result;
+  };
+  Scratch& scratch() { return scratch_; }
+  int64_t resultWords() const { return resultWords_; }
+
+ private:
+  void allocateScratch();
+  void upload(int index, const TensorSpec& spec, const void* deviceSrc, DType src, int64_t row0, int rows, bool dummy,
+              uint64_t seed);
+
+  ModelConfig c_;
+  int device_ = 0;
+  bool bf16_ = true;
+  bool kvF32_ = false;
+  Tuning tune_;
+  Stream stream_;  // uploads
+  PackedMatrix embed_, lm_;
+  DeviceBuffer finalNorm_, invFreq_;
+  std::vector<LayerWeights> layers_;
+  Scratch scratch_;
+  int64_t resultWords_ = 0;
+};
+
+}  // namespace casspec::cuda

@@ -1,0 +1,355 @@
+#include "cuda_context.cuh"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "../engine/errors.h"
+#include "attention.cuh"
+#include "elementwise.cuh"
+#include "layout.cuh"
+#include "linear.cuh"
+#include "outputs.cuh"
+#include "params.cuh"
+
+namespace casspec::cuda {
+
+namespace {
+constexpr int kGraphMaxTokens = 64;     // forwards up to this size replay a graph of their bucket
+constexpr int kMaxGraphs = 16;          // per context, least recently used evicted
+constexpr size_t kPartialBudget = 256u << 20;
+
+int bucketOf(int n) {
+  int b = 1;
+  while (b < n) b *= 2;
+  return b;
+}
+// n-tiles (of 8 tokens) per matrix-kernel block for a launch of up to maxTokens tokens.
+int ntbFor(int maxTokens) { return maxTokens <= 8 ? 1 : maxTokens <= 16 ? 2 : maxTokens <= 32 ? 4 : 8; }
+}  // namespace
+
+CudaContext::CudaContext(CudaBackend& be, int capacity) : be_(be), capacity_(capacity) {
+  const ModelConfig& c = be.config();
+  maxChunks_ = (capacity + kAttnChunk - 1) / kAttnChunk;
+  const size_t perToken = (size_t)c.heads * maxChunks_ * (c.headDim + 2) * 4;
+  piece_ = maxChunks_ <= 1 ? CudaBackend::kMaxTokens
+                           : (int)std::clamp<size_t>(kPartialBudget / perToken, kGraphMaxTokens, CudaBackend::kMaxTokens);
+  stream_ = makeStream();
+  start_ = makeEvent(true);
+  stop_ = makeEvent(true);
+  moveDone_ = makeEvent(false);
+  const size_t kvBytes = (size_t)c.layers * capacity * c.kvDim() * be.kvElemBytes();
+  k_.allocate(kvBytes, "KV cache (keys)");  // zeroed: unwritten slots must read as finite numbers
+  v_.allocate(kvBytes, "KV cache (values)");
+  if (maxChunks_ > 1) part_.allocate((size_t)piece_ * perToken, "attention partials");
+  params_.allocate((size_t)(kP_headerSize + 8 * kGraphMaxTokens + 4096) * 4, "forward parameters");
+  moveArgs_.allocate((size_t)2 * capacity * 4, "slot moves");
+  hostMove_.reserve((size_t)2 * capacity * 4, "slot moves");
+  CUDA_CHECK(cudaEventRecord(moveDone_, stream_));
+}
+
+CudaContext::~CudaContext() {
+  cudaSetDevice(be_.device());
+  if (stream_) cudaStreamSynchronize(stream_);
+}
+
+float CudaContext::lastDeviceMs() {
+  if (!timed_) return 0.f;
+  float ms = 0.f;
+  CUDA_CHECK(cudaEventElapsedTime(&ms, start_, stop_));
+  return ms;
+}
+
+void CudaContext::enqueue(int maxTokens, const uint8_t* skip, bool withHead, int attnGridX) {
+  const ModelConfig& c = be_.config();
+  const bool bf16 = be_.bf16(), pdl = be_.tuning().pdl;
+  cudaStream_t s = stream_;
+  CudaBackend::Scratch& sc = be_.scratch();
+  const int32_t* P = params_.get<int32_t>();
+  const int ntb = ntbFor(maxTokens);
+  const int groups = (maxTokens + ntb * 8 - 1) / (ntb * 8);
+  // Small batches normalise inside the matrix kernel (one launch less per sub-layer); larger
+  // ones run the norm once into a packed buffer. Same warpRstd and packNormSlot: same bits.
+  const bool fusedNorm = ntb <= 2;
+  const int H = c.hidden, hKT = tilesOf(H);
+  const size_t layerElems = (size_t)capacity_ * c.kvDim();
+  const int kvBytes = be_.kvElemBytes();
+
+  nMarks_ = 0;
+  auto mark = [&](const char* label) {
+    if (!profiling_) return;
+    if (nMarks_ >= (int)marks_.size()) marks_.push_back(makeEvent(true));
+    if (nMarks_ >= (int)markLabels_.size()) markLabels_.push_back(label);
+    markLabels_[nMarks_] = label;
+    CUDA_CHECK(cudaEventRecord(marks_[nMarks_++], s));
+  };
+  mark("begin");
+  auto linear = [&](const PackedMatrix& w, int splits, Epilogue epi) {
+    LinArgs a;
+    a.w = w.data();
+    a.M = w.M;
+    a.K = w.K;
+    a.MT = w.MT;
+    a.KT = w.KT;
+    a.S = splits;
+    a.params = P;
+    a.ws = sc.ws.get<float>();
+    a.counters = sc.counters.get<int>();
+    a.epi = epi;
+    return a;
+  };
+  auto normInput = [&](LinArgs& a, const float* normW, bool rowsAreOut) {
+    if (fusedNorm) {
+      a.bsrc = BSource::Norm;
+      a.x = sc.x.get<float>();
+      a.ldx = H;
+      a.K = H;
+      a.normW = normW;
+      a.eps = c.rmsEps;
+    } else {
+      launchNormPack(sc.x.get<float>(), H, normW, c.rmsEps, P, rowsAreOut, sc.xPack.get(), hKT, maxTokens, bf16, pdl, s);
+      mark("rmsnorm (separate)");
+      a.bsrc = BSource::Packed;
+      a.bPacked = sc.xPack.get();
+    }
+  };
+
+  launchEmbed(be_.embed().data(), be_.embed().KT, H, P, sc.x.get<float>(), maxTokens, bf16, pdl, s);
+  mark("embed");
+  for (int l = 0; l < c.layers; ++l) {
+    const LayerWeights& w = be_.layer(l);
+    if (!skip[2 * l]) {
+      LinArgs qkv = linear(w.qkv, be_.splitsQkv, Epilogue::Qkv);
+      normInput(qkv, w.attnNorm.get<float>(), false);
+      qkv.q = sc.q.get<float>();
+      qkv.kCache = k_.get<uint8_t>() + l * layerElems * kvBytes;
+      qkv.vCache = v_.get<uint8_t>() + l * layerElems * kvBytes;
+      qkv.kvF32 = be_.kvF32();
+      qkv.heads = c.heads;
+      qkv.kvHeads = c.kvHeads;
+      qkv.headDim = c.headDim;
+      qkv.invFreq = be_.invFreq();
+      launchLinear(qkv, ntb, groups, bf16, pdl, s);
+      mark("qkv (+rope, kv write)");
+
+      AttnArgs at;
+      at.params = P;
+      at.q = sc.q.get<float>();
+      at.k = qkv.kCache;
+      at.v = qkv.vCache;
+      at.kvF32 = be_.kvF32();
+      at.heads = c.heads;
+      at.kvHeads = c.kvHeads;
+      at.headDim = c.headDim;
+      at.scale = (float)(1.0 / std::sqrt((double)c.headDim));
+      at.part = part_.get<float>();
+      at.maxChunks = maxChunks_;
+      at.outPacked = sc.aPack.get();
+      at.outKT = tilesOf(c.qDim());
+      at.wide = maxTokens * (c.heads / c.kvHeads) > 16;
+      launchAttention(at, attnGridX, bf16, pdl, s);
+      mark("attention");
+      if (maxChunks_ > 1) launchAttnCombine(at, maxTokens, bf16, pdl, s);
+      mark("attention combine");
+
+      LinArgs o = linear(w.o, be_.splitsO, Epilogue::Residual);
+      o.bPacked = sc.aPack.get();
+      o.resid = sc.x.get<float>();
+      launchLinear(o, ntb, groups, bf16, pdl, s);
+      mark("o proj (+residual)");
+    }
+    if (!skip[2 * l + 1]) {
+      LinArgs gu = linear(w.gateUp, be_.splitsGateUp, Epilogue::SwiGlu);
+      normInput(gu, w.mlpNorm.get<float>(), false);
+      gu.hPacked = sc.hPack.get();
+      gu.hKT = w.down.KT;
+      launchLinear(gu, ntb, groups, bf16, pdl, s);
+      mark("gate/up (+swiglu)");
+
+      LinArgs down = linear(w.down, be_.splitsDown, Epilogue::Residual);
+      down.bPacked = sc.hPack.get();
+      down.resid = sc.x.get<float>();
+      launchLinear(down, ntb, groups, bf16, pdl, s);
+      mark("down (+residual)");
+    }
+  }
+  if (withHead) {
+    LinArgs lm = linear(be_.lmHead(), be_.splitsLm, Epilogue::Logits);
+    lm.countIsOut = true;
+    normInput(lm, be_.finalNorm(), true);
+    lm.result = sc.result.get<float>();
+    lm.vocab = c.vocab;
+    launchLinear(lm, ntb, groups, bf16, pdl, s);
+    mark("lm head");
+    launchOutputs(P, sc.result.get<float>(), c.vocab, maxTokens, pdl, s);
+    mark("argmax/top-k");
+  }
+}
+
+cudaGraphExec_t CudaContext::graphFor(int bucket, const uint8_t* skip) {
+  const int nSkip = 2 * be_.config().layers;
+  std::string key = std::to_string(bucket) + ":";
+  key.append(reinterpret_cast<const char*>(skip), nSkip);
+  for (CachedGraph& g : graphs_)
+    if (g.key == key) {
+      g.lastUse = ++useClock_;
+      return g.exec;
+    }
+  const int gridX = maxChunks_;  // one block per chunk of the longest possible key list; unused ones exit
+  CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+  try {
+    enqueue(bucket, skip, true, gridX);
+  } catch (...) {
+    cudaGraph_t g = nullptr;
+    cudaStreamEndCapture(stream_, &g);
+    if (g) cudaGraphDestroy(g);
+    cudaGetLastError();
+    throw;
+  }
+  cudaGraph_t g = nullptr;
+  CUDA_CHECK(cudaStreamEndCapture(stream_, &g));
+  cudaGraphExec_t exec = nullptr;
+  const cudaError_t e = cudaGraphInstantiate(&exec, g, 0);
+  cudaGraphDestroy(g);
+  if (e != cudaSuccess) throwCuda(e, "cudaGraphInstantiate", __FILE__, __LINE__);
+  if ((int)graphs_.size() >= kMaxGraphs) {
+    auto lru = std::min_element(graphs_.begin(), graphs_.end(),
+                                [](const CachedGraph& a, const CachedGraph& b) { return a.lastUse < b.lastUse; });
+    graphs_.erase(lru);
+  }
+  graphs_.push_back({key, GraphExec(exec), ++useClock_});
+  return exec;
+}
+
+void CudaContext::runPiece(const Batch& b, const Piece& p, ForwardResult& out, bool graph) {
+  const ModelConfig& c = be_.config();
+  const int n = p.s1 - p.s0, nOut = p.o1 - p.o0;
+  const int a0 = b.ancOffsets[p.s0], a1 = b.ancOffsets[p.s1];
+  const int nAnc = a1 - a0;
+  const size_t words = (size_t)kP_headerSize + 3 * n + (n + 1) + nAnc + nOut;
+
+  hostParams_.reserve(words * 4, "forward parameters");
+  int32_t* h = hostParams_.get<int32_t>();
+  int maxAnc = 0;
+  for (int i = 0; i < n; ++i) maxAnc = std::max(maxAnc, b.ancOffsets[p.s0 + i + 1] - b.ancOffsets[p.s0 + i]);
+  int o = kP_headerSize;
+  h[kP_n] = n;
+  h[kP_committed] = b.committed;
+  h[kP_nOut] = nOut;
+  h[kP_topk] = b.topk;
+  h[kP_maxKeys] = b.committed + maxAnc;
+  h[kP_vocab] = c.vocab;
+  h[kP_tokens] = o;
+  std::memcpy(h + o, b.tokens + p.s0, n * 4), o += n;
+  h[kP_slots] = o;
+  std::memcpy(h + o, b.slots + p.s0, n * 4), o += n;
+  h[kP_positions] = o;
+  std::memcpy(h + o, b.positions + p.s0, n * 4), o += n;
+  h[kP_ancOffsets] = o;
+  for (int i = 0; i <= n; ++i) h[o + i] = b.ancOffsets[p.s0 + i] - a0;
+  o += n + 1;
+  h[kP_ancSlots] = o;
+  std::memcpy(h + o, b.ancSlots + a0, (size_t)nAnc * 4), o += nAnc;
+  h[kP_outRows] = o;
+  for (int r = 0; r < nOut; ++r) h[o + r] = b.outRows[p.o0 + r] - p.s0;
+
+  if (params_.bytes() < words * 4) {
+    graphs_.clear();  // they hold the old block's address
+    CUDA_CHECK(cudaStreamSynchronize(stream_));
+    params_.allocate(words * 4 * 2, "forward parameters");
+  }
+
+  CUDA_CHECK(cudaEventRecord(start_, stream_));
+  CUDA_CHECK(cudaMemcpyAsync(params_.get(), h, words * 4, cudaMemcpyHostToDevice, stream_));
+  if (graph && !profiling_) {
+    const cudaGraphExec_t exec = graphFor(bucketOf(n), b.skip);
+    CUDA_CHECK(cudaGraphLaunch(exec, stream_));
+  } else {
+    const int gridX = std::max(1, (b.committed + maxAnc + kAttnChunk - 1) / kAttnChunk);
+    enqueue(n, b.skip, nOut > 0, gridX);
+  }
+  const size_t headWords = (size_t)nOut * (1 + 2 * b.topk);
+  const size_t resWords = headWords + (b.wantLogits ? (size_t)nOut * c.vocab : 0);
+  if (nOut > 0) {
+    hostResult_.reserve(resWords * 4, "results");
+    CUDA_CHECK(cudaMemcpyAsync(hostResult_.get(), be_.scratch().result.get(), resWords * 4, cudaMemcpyDeviceToHost, stream_));
+  }
+  CUDA_CHECK(cudaEventRecord(stop_, stream_));
+  CUDA_CHECK(cudaStreamSynchronize(stream_));
+  timed_ = true;
+  if (profiling_) {
+    for (int i = 1; i < nMarks_; ++i) {
+      float ms = 0.f;
+      CUDA_CHECK(cudaEventElapsedTime(&ms, marks_[i - 1], marks_[i]));
+      auto it = std::find_if(profile_.begin(), profile_.end(), [&](const auto& e) { return e.first == markLabels_[i]; });
+      if (it == profile_.end()) profile_.emplace_back(markLabels_[i], ms);
+      else it->second += ms;
+    }
+  }
+  if (nOut == 0) return;
+
+  const int32_t* ri = hostResult_.get<int32_t>();
+  const float* rf = hostResult_.get<float>();
+  const int k = b.topk;
+  std::memcpy(out.argmax.data() + p.o0, ri, (size_t)nOut * 4);
+  if (k > 0) {
+    std::memcpy(out.topkIds.data() + (size_t)p.o0 * k, ri + resultIdsOffset(nOut), (size_t)nOut * k * 4);
+    std::memcpy(out.topkProbs.data() + (size_t)p.o0 * k, rf + resultProbsOffset(nOut, k), (size_t)nOut * k * 4);
+  }
+  if (b.wantLogits)
+    std::memcpy(out.logits.data() + (size_t)p.o0 * c.vocab, rf + resultLogitsOffset(nOut, k), (size_t)nOut * c.vocab * 4);
+}
+
+void CudaContext::forward(const Batch& b, ForwardResult& out) {
+  require(b.quant == 0, "E_INVALID_ARG", "quantized forward (quant != 0) is not available on the cuda backend yet");
+  DeviceGuard guard(be_.device());
+  const ModelConfig& c = be_.config();
+  out.argmax.assign(b.nOut, 0);
+  out.topkIds.assign((size_t)b.nOut * b.topk, -1);
+  out.topkProbs.assign((size_t)b.nOut * b.topk, 0.f);
+  if (b.wantLogits)
+    out.logits.resize((size_t)b.nOut * c.vocab);
+  else
+    out.logits.clear();
+
+  const bool graphs = be_.tuning().graphs;
+  if (b.n <= kGraphMaxTokens) {
+    runPiece(b, Piece{0, b.n, 0, b.nOut}, out, graphs);
+    return;
+  }
+  // Long forward: pieces of whole tokens in batch order. A piece's ancestors sit in earlier
+  // pieces or earlier forwards (the engine lists parents before children), whose KV is written.
+  int o = 0;
+  for (int s0 = 0; s0 < b.n; s0 += piece_) {
+    const int s1 = std::min(b.n, s0 + piece_);
+    int o1 = o;
+    while (o1 < b.nOut && b.outRows[o1] < s1) ++o1;
+    runPiece(b, Piece{s0, s1, o, o1}, out, graphs && s1 - s0 <= kGraphMaxTokens);
+    o = o1;
+  }
+}
+
+std::vector<std::pair<std::string, double>> CudaContext::takeProfile() {
+  std::vector<std::pair<std::string, double>> p;
+  p.swap(profile_);
+  return p;
+}
+
+void CudaContext::moveSlots(const int32_t* src, const int32_t* dst, int n) {
+  if (n <= 0) return;
+  DeviceGuard guard(be_.device());
+  const ModelConfig& c = be_.config();
+  // The previous move's copy must have left the pinned buffer before it is rewritten.
+  CUDA_CHECK(cudaEventSynchronize(moveDone_));
+  if (moveArgs_.bytes() < (size_t)8 * n) moveArgs_.allocate((size_t)8 * n, "slot moves");
+  hostMove_.reserve((size_t)8 * n, "slot moves");
+  int32_t* h = hostMove_.get<int32_t>();
+  std::memcpy(h, src, (size_t)n * 4);
+  std::memcpy(h + n, dst, (size_t)n * 4);
+  CUDA_CHECK(cudaMemcpyAsync(moveArgs_.get(), h, (size_t)8 * n, cudaMemcpyHostToDevice, stream_));
+  launchMoveSlots(k_.get(), v_.get(), c.layers, (int64_t)capacity_ * c.kvDim(), c.kvDim(), be_.kvElemBytes(),
+                  moveArgs_.get<int32_t>(), n, stream_);
+  CUDA_CHECK(cudaEventRecord(moveDone_, stream_));
+}
+
+}  // namespace casspec::cuda

@@ -1,0 +1,73 @@
+// One sequence on the CUDA backend: its KV cache, its parameter block, and the CUDA graphs that
+// replay a whole forward.
+//
+// Per forward (n <= 64): the host packs every per-forward number into one int32 block (params.cuh)
+// -> ONE host-to-device copy -> replay of a graph captured once per (batch-size bucket, layer-skip
+// plan) whose kernels read n / committed / index lists from that block -> ONE device-to-host copy
+// of the results -> one stream sync. Larger forwards (prefill) launch the same kernels directly,
+// in pieces of at most kMaxTokens tokens (each piece is a full forward of a prefix of the batch;
+// by batch invariance that changes no bits).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "../engine/backend.h"
+#include "buffer.cuh"
+#include "cuda_backend.cuh"
+#include "device.cuh"
+
+namespace casspec::cuda {
+
+class CudaContext : public BackendContext {
+ public:
+  CudaContext(CudaBackend& backend, int capacity);
+  ~CudaContext() override;
+  void forward(const Batch& b, ForwardResult& out) override;
+  void moveSlots(const int32_t* src, const int32_t* dst, int n) override;
+
+  // Device time of the last forward (first copy to last copy), for benchmarks.
+  float lastDeviceMs();
+  // Tokens per piece of a long forward (the attention partials are sized for it).
+  int piece() const { return piece_; }
+  // Benchmark aid: when on, forwards launch directly with an event after every kernel and the
+  // time between events accumulates per kernel kind (includes launch gaps; no graph, no overlap).
+  void setProfiling(bool on) { profiling_ = on; }
+  std::vector<std::pair<std::string, double>> takeProfile();
+
+ private:
+  struct Piece {
+    int s0, s1;      // tokens
+    int o0, o1;      // indices into b.outRows
+  };
+  void runPiece(const Batch& b, const Piece& p, ForwardResult& out, bool graph);
+  void enqueue(int maxTokens, const uint8_t* skip, bool withHead, int attnGridX);
+  cudaGraphExec_t graphFor(int bucket, const uint8_t* skip);
+
+  CudaBackend& be_;
+  int capacity_;
+  int maxChunks_;  // attention chunks of the longest key list this context can hold
+  int piece_;
+  Stream stream_;
+  Event start_, stop_, moveDone_;
+  DeviceBuffer k_, v_;     // [layer][slot][kvDim]
+  DeviceBuffer part_;      // attention chunk partials
+  DeviceBuffer params_;    // int32 parameter block (graphs hold its address)
+  DeviceBuffer moveArgs_;  // moveSlots: src[n], dst[n]
+  PinnedBuffer hostParams_, hostResult_, hostMove_;
+  struct CachedGraph {
+    std::string key;
+    GraphExec exec;
+    uint64_t lastUse;
+  };
+  std::vector<CachedGraph> graphs_;
+  uint64_t useClock_ = 0;
+  bool timed_ = false;
+  bool profiling_ = false;
+  std::vector<Event> marks_;
+  std::vector<const char*> markLabels_;
+  int nMarks_ = 0;
+  std::vector<std::pair<std::string, double>> profile_;
+};
+
+}  // namespace casspec::cuda

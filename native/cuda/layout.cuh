@@ -1,0 +1,61 @@
+// Memory layouts shared by the weight packer, the matrix kernel and the kernels that produce
+// matrix inputs.
+//
+// Weights ("A" operand): a matrix W [M x K] is padded to [16*MT x 16*KT] with zeros and stored as
+// 16x16 tiles, tile (mt, kt) at tile index mt*KT + kt, 512 bytes each: 32 lanes x 8 halves, where
+// lane l's 8 halves are exactly its mma.m16n8k16 A fragment (a0..a7). A warp streaming one row
+// tile along K therefore reads 512 contiguous bytes per step with one 16-byte load per lane.
+//
+// Activations ("B" operand, tokens as columns): X [n x K] is stored as tiles of 8 tokens x 16 k,
+// tile (nt, kt) at index nt*KT + kt, 32 lanes x 8 halves = {b0 b1 b2 b3 of hi, b0 b1 b2 b3 of lo}
+// (see splitHiLo in mma.cuh). One 16-byte load gives a lane both B fragments of a tile.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#ifdef __CUDACC__
+#define CASSPEC_HDI __host__ __device__ __forceinline__
+#else
+#define CASSPEC_HDI inline
+#endif
+
+namespace casspec::cuda {
+
+constexpr int kTile = 16;
+CASSPEC_HDI int tilesOf(int64_t n) { return (int)((n + kTile - 1) / kTile); }
+
+// Element (m, k) of a packed weight matrix with KT k-tiles: index in halves.
+CASSPEC_HDI size_t packedA(int64_t m, int64_t k, int KT) {
+  const int r = (int)(m & 15), c = (int)(k & 15);
+  const int lane = (r & 7) * 4 + ((c & 7) >> 1);
+  const int idx = (((c >> 3) << 1) | (r >> 3)) * 2 + (c & 1);
+  return ((size_t)((m >> 4) * KT + (k >> 4)) * 32 + lane) * 8 + idx;
+}
+
+// Element (token t, k) of a packed activation with KT k-tiles: index (in halves) of its hi half;
+// the lo half sits 4 halves later.
+CASSPEC_HDI size_t packedB(int64_t t, int64_t k, int KT) {
+  const int n = (int)(t & 7), c = (int)(k & 15);
+  const int lane = n * 4 + ((c & 7) >> 1);
+  const int idx = ((c >> 3) << 1) + (c & 1);
+  return ((size_t)((t >> 3) * KT + (k >> 4)) * 32 + lane) * 8 + idx;
+}
+
+// Row order inside the fused QKV matrix. Within each head of Wq, Wk and Wv, packed row tile j
+// holds head dims 8j..8j+7 in its rows 0..7 and d/2+8j..d/2+8j+7 in rows 8..15. An mma C
+// fragment gives each lane rows g and g+8 of a tile, i.e. head dims i and i+d/2: the two halves
+// RoPE's rotate_half mixes. So RoPE is applied lane-locally in the epilogue, no shuffles.
+CASSPEC_HDI int ropePackedRow(int dim, int headDim) {  // source dim -> packed row within the head
+  const int half = headDim / 2;
+  return dim < half ? (dim / 8) * 16 + (dim % 8) : ((dim - half) / 8) * 16 + 8 + (dim - half) % 8;
+}
+CASSPEC_HDI int ropeSourceDim(int row, int headDim) {  // packed row within the head -> source dim
+  const int j = row / 16, r = row % 16;
+  return r < 8 ? 8 * j + r : headDim / 2 + 8 * j + (r - 8);
+}
+
+// Row order inside the fused gate/up matrix: tiles alternate gate tile i, up tile i, so one block
+// holds both factors of silu(gate) * up for the same ffn rows.
+CASSPEC_HDI int64_t gateUpPackedRow(int64_t f, bool up) { return ((f / 16) * 2 + (up ? 1 : 0)) * 16 + f % 16; }
+
+}  // namespace casspec::cuda

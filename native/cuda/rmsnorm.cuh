@@ -1,0 +1,66 @@
+// RMSNorm pieces shared by the standalone norm kernel and the matrix kernel's fused prologue.
+// Both paths must produce the same bits for the same token, so both call these functions: a
+// token's sum of squares is always reduced by one warp in the same lane/stride pattern, whatever
+// kernel, block size or batch it runs in.
+#pragma once
+#include <cstdint>
+
+#include "layout.cuh"
+#include "mma.cuh"
+
+namespace casspec::cuda {
+
+// 1 / sqrt(mean(x^2) + eps) over x[0..n), HF's LlamaRMSNorm in fp32. Every lane returns the same value.
+__device__ __forceinline__ float warpRstd(const float* __restrict__ x, int n, float eps, int lane) {
+  float a0 = 0.f, a1 = 0.f, a2 = 0.f, a3 = 0.f;
+  if ((n & 3) == 0 && (reinterpret_cast<uintptr_t>(x) & 15) == 0) {
+    // Lane l sums float4s l, l+32, ...: independent 16-byte loads, one memory round trip for a
+    // 4096-wide row (this runs at the start of every matrix block, so its latency matters).
+    const float4* x4 = reinterpret_cast<const float4*>(x);
+#pragma unroll 8
+    for (int k = lane; k < n / 4; k += 32) {
+      const float4 v = x4[k];
+      a0 += v.x * v.x;
+      a1 += v.y * v.y;
+      a2 += v.z * v.z;
+      a3 += v.w * v.w;
+    }
+  } else {
+    for (int k = lane; k < n; k += 32) a0 += x[k] * x[k];
+  }
+  float s = (a0 + a1) + (a2 + a3);
+  // Butterfly: lane l and l^m add the same two numbers, so every lane ends with identical bits.
+#pragma unroll
+  for (int m = 16; m >= 1; m >>= 1) s += __shfl_xor_sync(0xffffffffu, s, m);
+  return 1.0f / sqrtf(s / (float)n + eps);
+}
+
+// w * (x * r), in that order (as HF and the CPU backend).
+__device__ __forceinline__ float normValue(float x, float w, float r) { return __fmul_rn(w, __fmul_rn(x, r)); }
+
+// One lane's 16-byte slot of a packed activation tile (see layout.cuh): token row `xr` (fp32,
+// already offset to the token), tile column base k0 = 16*kt + 2*(lane%4).
+template <class H>
+__device__ __forceinline__ uint4 packNormSlot(const float* __restrict__ xr, const float* __restrict__ w, float r, int k0,
+                                              int K) {
+  uint16_t hi[4], lo[4];
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    const int k = k0 + (j & 1) + (j >> 1) * 8;
+    const float v = k < K ? normValue(xr[k], w[k], r) : 0.f;
+    splitHiLo<H>(v, hi[j], lo[j]);
+  }
+  return make_uint4(pack2(hi[0], hi[1]), pack2(hi[2], hi[3]), pack2(lo[0], lo[1]), pack2(lo[2], lo[3]));
+}
+
+// Writes one fp32 activation value into a packed B buffer (hi and lo halves).
+template <class H>
+__device__ __forceinline__ void storePacked(uint16_t* __restrict__ dst, int64_t t, int64_t k, int KT, float v) {
+  uint16_t hi, lo;
+  splitHiLo<H>(v, hi, lo);
+  const size_t i = packedB(t, k, KT);
+  dst[i] = hi;
+  dst[i + 4] = lo;
+}
+
+}  // namespace casspec::cuda

@@ -1,0 +1,88 @@
+#include "weights.cuh"
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include "../engine/dummy.h"
+#include "launch.cuh"
+#include "layout.cuh"
+#include "mma.cuh"
+
+namespace casspec::cuda {
+
+namespace {
+
+__device__ __forceinline__ float srcValue(const void* src, DType t, size_t i) {
+  switch (t) {
+    case DType::F32: return static_cast<const float*>(src)[i];
+    case DType::F16: return __half2float(static_cast<const __half*>(src)[i]);
+    default: return __bfloat162float(static_cast<const __nv_bfloat16*>(src)[i]);
+  }
+}
+
+__device__ __forceinline__ int64_t mapRow(int64_t r, const RowDest& d) {
+  switch (d.map) {
+    case RowMap::Rope: return (r / d.param) * d.param + ropePackedRow((int)(r % d.param), d.param);
+    case RowMap::Gate: return gateUpPackedRow(r, false);
+    case RowMap::Up: return gateUpPackedRow(r, true);
+    default: return r;
+  }
+}
+
+template <class H>
+__global__ void packRowsKernel(const void* src, DType srcType, int64_t row0, int rows, int K, RowDest d) {
+  const size_t total = (size_t)rows * K;
+  uint16_t* dst = static_cast<uint16_t*>(d.dst);
+  for (size_t e = blockIdx.x * (size_t)blockDim.x + threadIdx.x; e < total; e += (size_t)gridDim.x * blockDim.x) {
+    const int64_t i = (int64_t)(e / K), k = (int64_t)(e % K);
+    const int64_t row = d.rowOffset + mapRow(row0 + i, d);
+    dst[packedA(row, k, d.KT)] = Half<H>::bits(srcValue(src, srcType, e));
+  }
+}
+
+template <class H>
+__global__ void fillRowsKernel(uint64_t seed, int index, int rows, int K, RowDest d) {
+  const size_t total = (size_t)rows * K;
+  uint16_t* dst = static_cast<uint16_t*>(d.dst);
+  for (size_t e = blockIdx.x * (size_t)blockDim.x + threadIdx.x; e < total; e += (size_t)gridDim.x * blockDim.x) {
+    const int64_t i = (int64_t)(e / K), k = (int64_t)(e % K);
+    const int64_t row = d.rowOffset + mapRow(i, d);
+    // Matrices only: dummyWeight's matrix branch is one multiply, so no FMA contraction can make
+    // the device value differ from the host's (norm vectors are generated on the host).
+    dst[packedA(row, k, d.KT)] = Half<H>::bits(dummyWeight(seed, index, e, false));
+  }
+}
+
+__global__ void vectorKernel(const void* src, DType t, int n, float* dst) {
+  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) dst[i] = srcValue(src, t, i);
+}
+
+dim3 gridFor(size_t total) {
+  const size_t blocks = (total + 255) / 256;
+  return dim3((unsigned)(blocks < 65536 ? (blocks ? blocks : 1) : 65536));
+}
+
+}  // namespace
+
+void launchPackRows(const void* src, DType srcType, int64_t row0, int rows, int K, const RowDest& d, bool bf16,
+                    cudaStream_t stream) {
+  const dim3 g = gridFor((size_t)rows * K);
+  if (bf16)
+    launchKernel(packRowsKernel<__nv_bfloat16>, g, dim3(256), 0, stream, false, "packRowsKernel", src, srcType, row0, rows, K, d);
+  else
+    launchKernel(packRowsKernel<__half>, g, dim3(256), 0, stream, false, "packRowsKernel", src, srcType, row0, rows, K, d);
+}
+
+void launchFillRows(uint64_t seed, int index, int rows, int K, const RowDest& d, bool bf16, cudaStream_t stream) {
+  const dim3 g = gridFor((size_t)rows * K);
+  if (bf16)
+    launchKernel(fillRowsKernel<__nv_bfloat16>, g, dim3(256), 0, stream, false, "fillRowsKernel", seed, index, rows, K, d);
+  else
+    launchKernel(fillRowsKernel<__half>, g, dim3(256), 0, stream, false, "fillRowsKernel", seed, index, rows, K, d);
+}
+
+void launchVectorToF32(const void* src, DType srcType, int n, float* dst, cudaStream_t stream) {
+  launchKernel(vectorKernel, gridFor(n), dim3(256), 0, stream, false, "vectorKernel", src, srcType, n, dst);
+}
+
+}  // namespace casspec::cuda

@@ -1,0 +1,51 @@
+// Weight storage on the device: matrices in the packed mma layout (layout.cuh) in bf16 or f16,
+// norm vectors in fp32. Several HF tensors share one packed matrix (q/k/v -> qkv, gate/up ->
+// gateUp); each source tensor lands in its rows through a row map.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "../engine/config.h"
+#include "buffer.cuh"
+
+namespace casspec::cuda {
+
+struct PackedMatrix {
+  DeviceBuffer buf;
+  int M = 0, K = 0, MT = 0, KT = 0;
+  void allocate(int rows, int cols, const char* what) {
+    M = rows;
+    K = cols;
+    MT = (rows + 15) / 16;
+    KT = (cols + 15) / 16;
+    buf.allocate((size_t)MT * KT * 512, what);
+  }
+  const void* data() const { return buf.get(); }
+};
+
+enum class RowMap : int {
+  Identity = 0,
+  Rope = 1,    // rows are heads of `param` dims: RoPE pair order (layout.cuh)
+  Gate = 2,    // ffn row f -> gate tile rows of the interleaved gate/up matrix
+  Up = 3,
+};
+
+struct RowDest {
+  void* dst = nullptr;  // packed matrix data
+  int KT = 0;
+  int64_t rowOffset = 0;  // packed row of source row 0 (after the map)
+  RowMap map = RowMap::Identity;
+  int param = 0;
+};
+
+// Source rows [row0, row0 + rows) of a [* x K] tensor (data already on the device, in `src`
+// type) converted into the packed matrix.
+void launchPackRows(const void* src, DType srcType, int64_t row0, int rows, int K, const RowDest& d, bool bf16,
+                    cudaStream_t stream);
+// Dummy weights (dummy.h) of tensor `index` directly into the packed matrix: no host traffic.
+void launchFillRows(uint64_t seed, int index, int rows, int K, const RowDest& d, bool bf16, cudaStream_t stream);
+// fp32 vector from a source tensor on the device.
+void launchVectorToF32(const void* src, DType srcType, int n, float* dst, cudaStream_t stream);
+
+}  // namespace casspec::cuda

@@ -1,0 +1,159 @@
+// The bf16 "peak" the prefill number is compared against: a conventional tensor-core GEMM built
+// from the same instruction the backend uses (mma.sync.m16n8k16, fp32 accumulate), C = A * B^T
+// with A [M x K], B [N x K] row-major, 128x128x64 block tiles, 8 warps of 64x32, 3-stage cp.async
+// pipeline, ldmatrix fragments. Not wgmma: on H100 wgmma reaches higher (~750-800 TFLOP/s); this
+// is the ceiling for mma.sync code like ours.
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <vector>
+
+namespace {
+
+constexpr int BM = 128, BN = 128, BK = 64, STAGES = 3, LDS = BK + 8;  // padded rows: conflict-free ldmatrix
+
+#define CKG(x)                                                                                   \
+  do {                                                                                           \
+    cudaError_t e_ = (x);                                                                        \
+    if (e_ != cudaSuccess) {                                                                     \
+      std::fprintf(stderr, "%s failed: %s (%s:%d)\n", #x, cudaGetErrorString(e_), __FILE__, __LINE__); \
+      std::exit(2);                                                                              \
+    }                                                                                            \
+  } while (0)
+
+__device__ __forceinline__ void cpAsync(void* s, const void* g) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"((unsigned)__cvta_generic_to_shared(s)), "l"(g));
+}
+__device__ __forceinline__ void ldsm4(uint32_t (&r)[4], const void* s) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"((unsigned)__cvta_generic_to_shared(s)));
+}
+__device__ __forceinline__ void mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__global__ void __launch_bounds__(256) gemmKernel(const __nv_bfloat16* A, const __nv_bfloat16* B, float* C, int M, int N, int K) {
+  extern __shared__ __align__(16) __nv_bfloat16 sm[];
+  __nv_bfloat16* As = sm;                          // [STAGES][BM][LDS]
+  __nv_bfloat16* Bs = sm + STAGES * BM * LDS;      // [STAGES][BN][LDS]
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  const int wm = warp >> 2, wn = warp & 3;  // 2 x 4 warps, each 64 x 32
+  const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
+  float acc[4][4][4] = {};
+  auto load = [&](int stage, int kt) {
+    const int k0 = kt * BK;
+    for (int e = tid; e < BM * BK / 8; e += 256) {
+      const int r = e / (BK / 8), c = (e % (BK / 8)) * 8;
+      cpAsync(As + (stage * BM + r) * LDS + c, A + (size_t)(m0 + r) * K + k0 + c);
+      cpAsync(Bs + (stage * BN + r) * LDS + c, B + (size_t)(n0 + r) * K + k0 + c);
+    }
+  };
+  const int KT = K / BK;
+  for (int s = 0; s < STAGES - 1; ++s) {
+    if (s < KT) load(s, s);
+    asm volatile("cp.async.commit_group;\n");
+  }
+  for (int kt = 0; kt < KT; ++kt) {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(STAGES - 2));
+    __syncthreads();
+    if (kt + STAGES - 1 < KT) load((kt + STAGES - 1) % STAGES, kt + STAGES - 1);
+    asm volatile("cp.async.commit_group;\n");
+    const int st = kt % STAGES;
+#pragma unroll
+    for (int kk = 0; kk < BK; kk += 16) {
+      uint32_t a[4][4], b[2][4];
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+        ldsm4(a[i], As + (st * BM + wm * 64 + i * 16 + (lane & 15)) * LDS + kk + (lane >> 4) * 8);
+#pragma unroll
+      for (int j = 0; j < 2; ++j)
+        ldsm4(b[j], Bs + (st * BN + wn * 32 + j * 16 + (lane & 7) + ((lane >> 4) << 3)) * LDS + kk + ((lane >> 3) & 1) * 8);
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) mma(acc[i][j], a[i], b[j >> 1][(j & 1) * 2], b[j >> 1][(j & 1) * 2 + 1]);
+    }
+  }
+  const int g = lane >> 2, t = lane & 3;
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const int r = m0 + wm * 64 + i * 16 + g, c = n0 + wn * 32 + j * 8 + 2 * t;
+      *reinterpret_cast<float2*>(C + (size_t)r * N + c) = make_float2(acc[i][j][0], acc[i][j][1]);
+      *reinterpret_cast<float2*>(C + (size_t)(r + 8) * N + c) = make_float2(acc[i][j][2], acc[i][j][3]);
+    }
+}
+
+__global__ void randomFill(__nv_bfloat16* p, size_t n, uint32_t seed) {
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+    uint32_t h = (uint32_t)i * 2654435761u ^ seed;
+    h ^= h >> 15, h *= 2246822519u, h ^= h >> 13;
+    p[i] = __float2bfloat16((float)(h & 0xffff) / 32768.0f - 1.0f);
+  }
+}
+
+}  // namespace
+
+// FLOP/s of an 8192^3 GEMM on random data (median of 10 after warm-up); relErr: a few entries
+// against an fp64 host dot product.
+double gemmPeak(double* relErr) {
+  const int M = 8192, N = 8192, K = 8192;
+  __nv_bfloat16 *A, *B;
+  float* C;
+  CKG(cudaMalloc(&A, (size_t)M * K * 2));
+  CKG(cudaMalloc(&B, (size_t)N * K * 2));
+  CKG(cudaMalloc(&C, (size_t)M * N * 4));
+  randomFill<<<4096, 256>>>(A, (size_t)M * K, 1);
+  randomFill<<<4096, 256>>>(B, (size_t)N * K, 2);
+  CKG(cudaGetLastError());
+  const int smem = STAGES * (BM + BN) * LDS * 2;
+  CKG(cudaFuncSetAttribute(gemmKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+  cudaEvent_t e0, e1;
+  CKG(cudaEventCreate(&e0));
+  CKG(cudaEventCreate(&e1));
+  std::vector<double> ms;
+  for (int i = 0; i < 13; ++i) {
+    CKG(cudaEventRecord(e0));
+    gemmKernel<<<dim3(N / BN, M / BM), 256, smem>>>(A, B, C, M, N, K);
+    CKG(cudaEventRecord(e1));
+    CKG(cudaEventSynchronize(e1));
+    CKG(cudaGetLastError());
+    float t;
+    CKG(cudaEventElapsedTime(&t, e0, e1));
+    if (i >= 3) ms.push_back(t);
+  }
+  std::sort(ms.begin(), ms.end());
+  const double med = ms[ms.size() / 2];
+  // Spot check.
+  std::vector<__nv_bfloat16> ha((size_t)K), hb((size_t)K);
+  double worst = 0;
+  for (int s = 0; s < 8; ++s) {
+    const int r = (s * 1237) % M, c = (s * 3571 + 11) % N;
+    CKG(cudaMemcpy(ha.data(), A + (size_t)r * K, (size_t)K * 2, cudaMemcpyDeviceToHost));
+    CKG(cudaMemcpy(hb.data(), B + (size_t)c * K, (size_t)K * 2, cudaMemcpyDeviceToHost));
+    double ref = 0, mag = 0;
+    for (int k = 0; k < K; ++k) {
+      const double p = (double)__bfloat162float(ha[k]) * (double)__bfloat162float(hb[k]);
+      ref += p;
+      mag += std::fabs(p);
+    }
+    float got;
+    CKG(cudaMemcpy(&got, C + (size_t)r * N + c, 4, cudaMemcpyDeviceToHost));
+    worst = std::max(worst, std::fabs(got - ref) / std::max(mag, 1e-30));
+  }
+  *relErr = worst;
+  CKG(cudaFree(A));
+  CKG(cudaFree(B));
+  CKG(cudaFree(C));
+  return 2.0 * M * N * K / (med * 1e-3);
+}
