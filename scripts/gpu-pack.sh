@@ -3,6 +3,7 @@
 # node (xz), the models (tar.xz), and the app (dist/, the CUDA addon, runtime node_modules).
 # Builds here first: nvcc is here, the GPU machine has no Node.js.
 #   scripts/gpu-pack.sh [MODEL ...]     default: pycode-tiny pycode-small
+#   CASSPEC_TGZ=casspec-X.tgz SKIP_BUILD=1 scripts/gpu-pack.sh   ship the npm tarball (its prebuilds) instead
 set -euo pipefail
 root=$(git rev-parse --show-toplevel)
 cd "$root"
@@ -19,8 +20,13 @@ cache=/tmp/node-$(node --version).xz
 cp "$cache" .device/node.xz
 tar cf - -C "$shared/models" "${models[@]}" | xz -T2 -9 > .device/models.tar.xz
 app=/tmp/casspec-app/app
-cp -r dist package.json "$app/"
-cp build/Release/casspec.node "$app/build/Release/"
+if [ -n "${CASSPEC_TGZ:-}" ]; then
+  # The published tarball as-is (prebuilds/ inside, no build/): what an H100 host would install.
+  rm -rf "$app/build" && tar xzf "$CASSPEC_TGZ" -C "$app" --strip-components=1
+else
+  cp -r dist package.json "$app/"
+  cp build/Release/casspec.node "$app/build/Release/"
+fi
 for dep in @huggingface commander node-gyp-build; do cp -r "node_modules/$dep" "$app/node_modules/"; done
 # The standalone kernel check (scripts/gpu/build.sh), when built.
 [ -x .gpubin/gpu_check ] && cp .gpubin/gpu_check "$app/"

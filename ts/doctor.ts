@@ -9,6 +9,8 @@ export interface DoctorReport {
   platform: string;
   binary: string;
   binarySource: string;
+  /** Binaries tried first and passed over, with the reason. */
+  skipped: string[];
   cudaUsable: boolean;
   cudaReason: string;
   backend: 'cpu' | 'cuda';
@@ -18,7 +20,7 @@ export interface DoctorReport {
 export async function doctor(): Promise<DoctorReport> {
   const pkg = JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')) as { version: string };
   const addon = native();
-  const { path, why } = nativeChoice();
+  const { path, why, skipped } = nativeChoice();
   const cuda = addon.cudaStatus();
   const backend = cuda.usable ? 'cuda' : 'cpu';
   // A one-layer dummy model on the chosen backend reports the device as the engine sees it.
@@ -34,6 +36,7 @@ export async function doctor(): Promise<DoctorReport> {
     platform: `${process.platform}-${process.arch}`,
     binary: path,
     binarySource: why,
+    skipped,
     cudaUsable: cuda.usable,
     cudaReason: cuda.reason,
     backend,
@@ -48,5 +51,6 @@ export function formatDoctor(r: DoctorReport): string {
     `backend: ${r.backend}${r.backend === 'cuda' ? '' : ' (CPU reference)'}`,
     `device:  ${r.device}`,
     `cuda:    ${r.cudaUsable ? 'usable' : 'not used'}: ${r.cudaReason}`,
+    ...r.skipped.map((s) => `skipped: ${s}`),
   ].join('\n');
 }

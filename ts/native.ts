@@ -84,7 +84,7 @@ export interface NativeAddon {
 export const packageRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
 
 let addon: NativeAddon | undefined;
-let choice: { path: string; why: string } | undefined;
+let choice: { path: string; why: string; skipped: string[] } | undefined;
 
 /**
  * Where the addon comes from, in order: $CASSPEC_NATIVE; the prebuilt binaries in
@@ -125,7 +125,7 @@ export function native(): NativeAddon {
         continue;
       }
       addon = a;
-      choice = { path: c.path, why: c.why };
+      choice = { path: c.path, why: c.why, skipped: errors };
       return a;
     } catch (e) {
       errors.push(`${c.path}: ${(e as Error).message}`);
@@ -138,7 +138,7 @@ export function native(): NativeAddon {
 }
 
 /** Which binary was loaded and why (for `casspec doctor`). */
-export function nativeChoice(): { path: string; why: string } {
+export function nativeChoice(): { path: string; why: string; skipped: string[] } {
   native();
   return choice!;
 }
