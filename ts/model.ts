@@ -1,7 +1,7 @@
 // The public model object: load from a Hugging Face folder (or dummy weights), generate text.
 import { CasspecError, fromNative } from './errors.js';
 import { native, type NativeModel, type NativeModelInfo } from './native.js';
-import { readLlamaConfig, llamaPreset, type LlamaConfig } from './loader/config.js';
+import { readLlamaConfig, llamaPreset, nativeConfigOf, type LlamaConfig } from './loader/config.js';
 import { iterateTensors } from './loader/weights.js';
 import { loadTokenizer, type TextTokenizer } from './loader/tokenizer.js';
 import { createStrategy, DEFAULT_STRATEGY } from './decode/registry.js';
@@ -278,19 +278,7 @@ function createNative(config: LlamaConfig, opts: LoadOptions): { nm: NativeModel
   const weightDType = opts.weightDType ?? (config.torchDtype === 'F16' ? 'F16' : 'BF16');
   try {
     const nm = addon.createModel(
-      {
-        vocabSize: config.vocabSize,
-        hiddenSize: config.hiddenSize,
-        numLayers: config.numLayers,
-        numHeads: config.numHeads,
-        numKvHeads: config.numKvHeads,
-        headDim: config.headDim,
-        intermediateSize: config.intermediateSize,
-        maxPositions: config.maxPositions,
-        ropeTheta: config.ropeTheta,
-        rmsNormEps: config.rmsNormEps,
-        tieWordEmbeddings: config.tieWordEmbeddings,
-      },
+      nativeConfigOf(config),
       { backend, threads: opts.threads, device: opts.device, weightDType },
     );
     return { nm, reason, contextLength };

@@ -4,8 +4,8 @@
 // (forward one token, commit it, repeat). Weights are dummy values of the model's shape: timing
 // does not depend on their values.
 import { CasspecError, fromNative } from '../errors.js';
-import { native, type NativeConfig, type NativeContext, type NativeModel } from '../native.js';
-import type { LlamaConfig } from '../loader/config.js';
+import { native, type NativeContext, type NativeModel } from '../native.js';
+import { nativeConfigOf, type LlamaConfig } from '../loader/config.js';
 import { Rng } from '../decode/rng.js';
 import { median } from './run.js';
 import { textTable } from './report.js';
@@ -50,23 +50,6 @@ export interface KernelResult {
   /** Cache lengths left out because they do not fit max_position_embeddings. */
   skippedCaches: number[];
   protocol: { warmup: number; repeats: number; ns: number[]; caches: number[] };
-}
-
-/** The native shape of a Llama config (as Model builds it). */
-export function nativeConfigOf(c: LlamaConfig): NativeConfig {
-  return {
-    vocabSize: c.vocabSize,
-    hiddenSize: c.hiddenSize,
-    numLayers: c.numLayers,
-    numHeads: c.numHeads,
-    numKvHeads: c.numKvHeads,
-    headDim: c.headDim,
-    intermediateSize: c.intermediateSize,
-    maxPositions: c.maxPositions,
-    ropeTheta: c.ropeTheta,
-    rmsNormEps: c.rmsNormEps,
-    tieWordEmbeddings: c.tieWordEmbeddings,
-  };
 }
 
 /** Creates a native model of `config`'s shape filled with dummy weights, on the chosen backend. */

@@ -2,6 +2,7 @@
 // exactly (other architectures, RoPE scaling, biases, other activations, quantization) is refused
 // here with an E_CONFIG naming the file and the field, before any weight is read.
 import { join } from 'node:path';
+import type { NativeConfig } from '../native.js';
 import { CasspecError } from '../errors.js';
 import { isPlainObject, readJsonFile } from './json-file.js';
 
@@ -178,3 +179,20 @@ export function tokenIds(c: Record<string, unknown>, key: string, file: string, 
 }
 
 export { llamaPreset, llamaPresetNames, type LlamaPresetName } from './presets.js';
+
+/** The native shape of a Llama config (what the native addon's createModel takes). */
+export function nativeConfigOf(c: LlamaConfig): NativeConfig {
+  return {
+    vocabSize: c.vocabSize,
+    hiddenSize: c.hiddenSize,
+    numLayers: c.numLayers,
+    numHeads: c.numHeads,
+    numKvHeads: c.numKvHeads,
+    headDim: c.headDim,
+    intermediateSize: c.intermediateSize,
+    maxPositions: c.maxPositions,
+    ropeTheta: c.ropeTheta,
+    rmsNormEps: c.rmsNormEps,
+    tieWordEmbeddings: c.tieWordEmbeddings,
+  };
+}
