@@ -79,6 +79,8 @@ export interface NativeModel {
 export interface NativeAddon {
   createModel(config: NativeConfig, options: NativeBackendOptions): NativeModel;
   cudaStatus(): { usable: boolean; reason: string };
+  /** Live native objects (for leak tests). */
+  debugCounts(): { models: number; contexts: number; cpuKvBytes: number };
 }
 
 export const packageRoot = join(dirname(fileURLToPath(import.meta.url)), '..');

@@ -1,6 +1,15 @@
 // Reads a small JSON file defensively: size-capped before parsing, every failure a CasspecError.
+import { constants } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { CasspecError, type ErrorCode } from '../errors.js';
+
+/**
+ * Read-only, and non-blocking where the platform has it: opening a FIFO (or a symlink to one) in
+ * blocking mode waits for a writer forever, pinning a libuv thread; with O_NONBLOCK the open
+ * returns and the fstat() check below refuses anything that is not a regular file. Regular files
+ * ignore the flag.
+ */
+export const READ_FLAGS = constants.O_NONBLOCK !== undefined ? constants.O_RDONLY | constants.O_NONBLOCK : 'r';
 
 export interface JsonFileOptions {
   /** Error code for every failure (missing, too big, unreadable, malformed). */
@@ -15,7 +24,7 @@ export interface JsonFileOptions {
 export async function readJsonFile(path: string, opts: JsonFileOptions): Promise<unknown> {
   let fh;
   try {
-    fh = await open(path, 'r');
+    fh = await open(path, READ_FLAGS);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if ((code === 'ENOENT' || code === 'ENOTDIR') && opts.optional) return undefined;

@@ -7,7 +7,7 @@
 // with offsets relative to the first byte after the header.
 import { open, type FileHandle } from 'node:fs/promises';
 import { CasspecError } from '../errors.js';
-import { isPlainObject } from './json-file.js';
+import { isPlainObject, READ_FLAGS } from './json-file.js';
 
 export type SafetensorsDType = 'F32' | 'F16' | 'BF16';
 
@@ -41,7 +41,7 @@ const bad = (path: string, msg: string) => new CasspecError('E_SAFETENSORS', `${
 export async function openSafetensors(path: string): Promise<SafetensorsFile> {
   let fh: FileHandle;
   try {
-    fh = await open(path, 'r');
+    fh = await open(path, READ_FLAGS);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     const why = code === 'ENOENT' ? 'not found' : `cannot be opened (${(e as Error).message})`;

@@ -30,6 +30,7 @@ export async function loadTokenizer(dir: string): Promise<TextTokenizer> {
   const json = await readJsonFile(file, { code: 'E_TOKENIZER', maxBytes: MAX_TOKENIZER_BYTES });
   if (!isPlainObject(json) || !isPlainObject(json.model))
     throw new CasspecError('E_TOKENIZER', `${file}: not a tokenizers JSON file (no "model" object)`);
+  checkTokenIds(json, file);
   const cfgFile = join(dir, 'tokenizer_config.json');
   const cfg = (await readJsonFile(cfgFile, { code: 'E_TOKENIZER', maxBytes: MAX_SMALL_JSON, optional: true })) ?? {};
   if (!isPlainObject(cfg)) throw new CasspecError('E_TOKENIZER', `${cfgFile}: expected a JSON object`);
@@ -64,12 +65,17 @@ export async function loadTokenizer(dir: string): Promise<TextTokenizer> {
 
   const encode = (text: string): number[] => {
     if (typeof text !== 'string') throw new CasspecError('E_INVALID_ARG', 'encode expects a string');
-    const ids = tok.encode(text, { add_special_tokens: false }).ids;
+    const ids: number[] = guarded(file, "encode", () => tok.encode(text, { add_special_tokens: false }).ids);
+    // A malformed vocabulary can map pieces to nothing: never hand out a non-id.
+    if (!ids.every((id) => Number.isSafeInteger(id) && id >= 0 && id <= MAX_TOKEN_ID))
+      throw new CasspecError('E_TOKENIZER', `${file}: encoding produced ids outside the vocabulary`);
     return addBos ? [bosTokenId, ...ids] : ids;
   };
   // transformers >= 4.45 defaults clean_up_tokenization_spaces to false; tokenizers.js to true.
   const cleanUp = cfg.clean_up_tokenization_spaces === true;
-  const decode = (ids: number[]): string => tok.decode(ids, { skip_special_tokens: false, clean_up_tokenization_spaces: cleanUp });
+  // (tokenizers.js refuses an empty list)
+  const decode = (ids: number[]): string =>
+    ids.length === 0 ? '' : guarded(file, 'decode', () => tok.decode(ids, { skip_special_tokens: false, clean_up_tokenization_spaces: cleanUp }));
   return {
     encode,
     decode,
@@ -78,6 +84,42 @@ export async function loadTokenizer(dir: string): Promise<TextTokenizer> {
     bosTokenId,
     vocabSize,
   };
+}
+
+/** tokenizers.js failures at encode/decode time (a hostile tokenizer.json can cause them) are E_TOKENIZER. */
+function guarded<T>(file: string, what: string, f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    if (e instanceof CasspecError) throw e;
+    throw new CasspecError('E_TOKENIZER', `${file}: ${what} failed (${(e as Error)?.message ?? String(e)})`, { cause: e });
+  }
+}
+
+/** Largest token id accepted (the native engine's vocabulary bound, config.cpp). */
+export const MAX_TOKEN_ID = (1 << 22) - 1;
+
+// tokenizers.js sizes tables by the largest id (get_vocab walks 0..max), so one id of 2^31 in a
+// hostile file costs minutes of main-thread time and gigabytes: check ids before building it.
+function checkTokenIds(json: Record<string, unknown>, file: string): void {
+  const bad = (what: string, v: unknown) =>
+    new CasspecError('E_TOKENIZER', `${file}: ${what} must be a token id in 0..${MAX_TOKEN_ID}, got ${JSON.stringify(v)?.slice(0, 80)}`);
+  const model = json.model as Record<string, unknown>;
+  const vocab = model.vocab;
+  if (isPlainObject(vocab)) {
+    for (const [k, id] of Object.entries(vocab))
+      if (!Number.isSafeInteger(id) || (id as number) < 0 || (id as number) > MAX_TOKEN_ID) throw bad(`model.vocab[${JSON.stringify(k).slice(0, 40)}]`, id);
+  } else if (Array.isArray(vocab)) {
+    if (vocab.length > MAX_TOKEN_ID + 1) throw new CasspecError('E_TOKENIZER', `${file}: model.vocab has ${vocab.length} entries (at most ${MAX_TOKEN_ID + 1})`);
+  }
+  const added = json.added_tokens;
+  if (added !== undefined && added !== null) {
+    if (!Array.isArray(added)) throw new CasspecError('E_TOKENIZER', `${file}: added_tokens must be a list`);
+    for (const t of added) {
+      const id = isPlainObject(t) ? t.id : undefined;
+      if (!Number.isSafeInteger(id) || (id as number) < 0 || (id as number) > MAX_TOKEN_ID) throw bad('added_tokens[].id', id);
+    }
+  }
 }
 
 // eos/bos ids from config.json and generation_config.json, read leniently: a tokenizer folder need
