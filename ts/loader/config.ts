@@ -6,18 +6,8 @@ import type { NativeConfig } from '../native.js';
 import { CasspecError } from '../errors.js';
 import { isPlainObject, readJsonFile } from './json-file.js';
 
-export interface LlamaConfig {
-  vocabSize: number;
-  hiddenSize: number;
-  numLayers: number;
-  numHeads: number;
-  numKvHeads: number;
-  headDim: number;
-  intermediateSize: number;
-  maxPositions: number;
-  ropeTheta: number;
-  rmsNormEps: number;
-  tieWordEmbeddings: boolean;
+/** The model's shape (the fields the native engine takes) plus what only TypeScript needs. */
+export interface LlamaConfig extends NativeConfig {
   torchDtype: 'F32' | 'F16' | 'BF16';
   bosTokenId?: number;
   eosTokenIds: number[];
