@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 // GPU correctness checks through the public native API (run on the GPU machine by gpu-suite.sh):
 // CUDA vs CPU backend and vs transformers' golden logits on the real models; batch invariance
-// (1 vs chain vs random trees of 8/32/64), layer skip and rollback, bitwise where promised.
+// (1 vs chain vs random trees of 8/32/64), layer skip and rollback, bitwise where promised; the
+// int8 W8A8 draft forward (quant 1): CUDA vs CPU, batch invariance, with a skip plan, refusal
+// without its weights, lossless CAS-Spec with int8 drafts.
 // Prints PASS/FAIL lines and a summary; exits 1 on any failure.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -19,13 +21,13 @@ function check(name, ok, detail = '') {
   console.log(`${ok ? 'PASS' : 'FAIL'} ${name}${detail ? ' — ' + detail : ''}`);
 }
 
-async function loadNative(dir, backend) {
+async function loadNative(dir, backend, quantWeights = 0) {
   const c = await readLlamaConfig(dir);
   const nm = native().createModel(
     { vocabSize: c.vocabSize, hiddenSize: c.hiddenSize, numLayers: c.numLayers, numHeads: c.numHeads, numKvHeads: c.numKvHeads,
       headDim: c.headDim, intermediateSize: c.intermediateSize, maxPositions: c.maxPositions, ropeTheta: c.ropeTheta,
       rmsNormEps: c.rmsNormEps, tieWordEmbeddings: c.tieWordEmbeddings },
-    { backend, weightDType: 'BF16' },
+    { backend, weightDType: 'BF16', quantWeights },
   );
   for await (const t of iterateTensors(dir)) {
     if (c.tieWordEmbeddings && t.name === 'lm_head.weight') continue;
@@ -167,6 +169,133 @@ for (const name of ['pycode-tiny', 'pycode-small']) {
     if (JSON.stringify(r.tokens) === JSON.stringify(c.greedy_ids)) ok++;
   }
   check(`${name}: CUDA greedy generation == transformers greedy`, ok === golden.cases.length, `${ok}/${golden.cases.length}`);
+  m.dispose();
+}
+
+// 4. int8 W8A8 drafts (quant 1). Tolerance CUDA vs CPU: both quantize the same weights to the same
+// int8 codes (built from the source values) and sum exactly in int32; they differ only where an
+// activation lands on the other side of a rounding boundary (fp32 operation order, the attention
+// output entering as 16-bit hi + lo), each such flip moving one input by 1/127 of its token's
+// absmax. That is well under the quantization's own effect on the logits (printed for scale):
+// 2e-2 relative L2, and argmax agreement >= 98%.
+const { CasSpecStrategy } = await import(join(app, 'dist/cascade/dytc.js'));
+const { quantVariant, evenSkipPlan, skipCount, PROMPT_LOOKUP } = await import(join(app, 'dist/decode/variants.js'));
+for (const name of ['pycode-tiny', 'pycode-small']) {
+  const dir = join(models, name);
+  const golden = JSON.parse(readFileSync(join(dir, 'golden.json'), 'utf8'));
+  const gpu = await loadNative(dir, 'cuda', 1);
+  const cpu = await loadNative(dir, 'cpu', 1);
+  const V = gpu.config.vocabSize, L = gpu.config.numLayers;
+  const info = gpu.nm.info();
+  check(`${name}: int8 copy reported (quantBytes)`, info.quantBytes > 0, `${(info.quantBytes / 2 ** 20).toFixed(1)} MiB int8 + ${(info.weightBytes / 2 ** 20).toFixed(1)} MiB bf16`);
+  const plan = evenSkipPlan(L, skipCount(L, 0.4));
+  for (const [label, skip] of [['', undefined], [' + skip plan ls40', plan]]) {
+    let positions = 0, agree = 0, worst = 0, worstFull = 0;
+    for (const c of golden.cases) {
+      const toks = Int32Array.from([...c.prompt_ids, ...c.greedy_ids]);
+      const outs = [];
+      for (const [m, quant] of [[gpu.nm, 1], [cpu.nm, 1], [cpu.nm, 0]]) {
+        const ctx = await m.createContext(toks.length + 8);
+        outs.push(await ctx.forward({ tokens: toks, ...chain(0, toks.length), skip, quant, wantLogits: true }));
+        ctx.dispose();
+      }
+      for (let p = 0; p < toks.length; p++) {
+        positions++;
+        if (outs[0].argmax[p] === outs[1].argmax[p]) agree++;
+        const g = outs[0].logits.subarray(p * V, (p + 1) * V);
+        worst = Math.max(worst, relErr(g, outs[1].logits.subarray(p * V, (p + 1) * V)));
+        worstFull = Math.max(worstFull, relErr(g, outs[2].logits.subarray(p * V, (p + 1) * V)));
+      }
+    }
+    check(`${name}: int8${label} CUDA vs CPU int8: argmax >= 98%, logits within 2e-2`, agree >= 0.98 * positions && worst <= 2e-2,
+      `argmax ${agree}/${positions} (${((100 * agree) / positions).toFixed(1)}%), worst rel err ${worst.toExponential(2)} (vs CPU full precision: ${worstFull.toExponential(2)})`);
+  }
+
+  if (name === 'pycode-small') {
+    // Batch invariance of the int8 forward on the GPU: random trees and a chain vs each path fed
+    // one token per forward (pending, no commits: int8 KV may not be committed), bitwise.
+    const nm = gpu.nm;
+    const cacheLen = 200;
+    let seed = 777;
+    const rand = (n) => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) % n);
+    const ctx = await nm.createContext(cacheLen + 80);
+    const pre = Int32Array.from({ length: cacheLen }, () => rand(V));
+    await ctx.forward({ tokens: pre, ...chain(0, cacheLen), outRows: Int32Array.of(cacheLen - 1) });
+    await ctx.commit(chain(0, cacheLen).slots);
+    for (const size of [8, 32]) {
+      const tokens = Int32Array.from({ length: size }, () => rand(V));
+      const parentIdx = Array.from({ length: size }, (_, i) => (i === 0 ? -1 : rand(i)));
+      const slots = Int32Array.from({ length: size }, (_, i) => cacheLen + i);
+      const parents = Int32Array.from(parentIdx, (p) => (p < 0 ? -1 : cacheLen + p));
+      const tree = await ctx.forward({ tokens, slots, parents, quant: 1, wantLogits: true });
+      let same = 0;
+      for (let i = 0; i < size; i++) {
+        const path = [];
+        for (let n = i; n >= 0; n = parentIdx[n]) path.unshift(n);
+        await ctx.truncate(cacheLen);
+        let last;
+        for (const [d, n] of path.entries())
+          last = await ctx.forward({ tokens: Int32Array.of(tokens[n]), slots: Int32Array.of(cacheLen + d), parents: Int32Array.of(d === 0 ? -1 : cacheLen + d - 1), quant: 1, wantLogits: true });
+        if (sameBytes(last.logits, tree.logits.subarray(i * V, (i + 1) * V))) same++;
+      }
+      await ctx.truncate(cacheLen);
+      check(`pycode-small int8: tree of ${size} == one-at-a-time, bitwise`, same === size, `${same}/${size}`);
+    }
+    const n = 16;
+    const toks = Int32Array.from({ length: n }, () => rand(V));
+    const ch = await ctx.forward({ tokens: toks, ...chain(cacheLen, n), quant: 1, wantLogits: true });
+    const again = await ctx.forward({ tokens: toks, ...chain(cacheLen, n), quant: 1, wantLogits: true });
+    const withPlan = await ctx.forward({ tokens: toks, ...chain(cacheLen, n), quant: 1, skip: plan, wantLogits: true });
+    const full = await ctx.forward({ tokens: toks, ...chain(cacheLen, n), wantLogits: true });
+    await ctx.truncate(cacheLen);
+    let same = 0;
+    for (let i = 0; i < n; i++) {
+      const o = await ctx.forward({ tokens: toks.subarray(i, i + 1), slots: Int32Array.of(cacheLen + i), parents: Int32Array.of(i === 0 ? -1 : cacheLen + i - 1), quant: 1, wantLogits: true });
+      if (sameBytes(o.logits, ch.logits.subarray(i * V, (i + 1) * V))) same++;
+    }
+    check(`pycode-small int8: chain of ${n} == singles, bitwise; repeat bitwise`, same === n && sameBytes(again.logits, ch.logits), `${same}/${n}`);
+    check('pycode-small int8: differs from full precision; a skip plan changes it', !sameBytes(ch.logits, full.logits) && !sameBytes(withPlan.logits, ch.logits));
+    ctx.dispose();
+  }
+  gpu.nm.dispose();
+  cpu.nm.dispose();
+}
+{
+  // Refusal without the weight copy: E_INVALID_ARG, so the cascade drops the variant.
+  const { nm } = await loadNative(join(models, 'pycode-tiny'), 'cuda', 0);
+  const ctx = await nm.createContext(8);
+  let code = 'none';
+  try {
+    await ctx.forward({ tokens: Int32Array.of(1, 2), ...chain(0, 2), quant: 1 });
+  } catch (e) {
+    code = e.code;
+  }
+  check('quant 1 without draftQuant: E_INVALID_ARG', code === 'E_INVALID_ARG', code);
+  ctx.dispose();
+  nm.dispose();
+}
+// Lossless with int8 drafts: CAS-Spec with [q1, pld] and [q1+ls40, pld] == plain, on the GPU.
+for (const name of ['pycode-tiny', 'pycode-small']) {
+  const dir = join(models, name);
+  const golden = JSON.parse(readFileSync(join(dir, 'golden.json'), 'utf8'));
+  const m = await Model.load(dir, { backend: 'cuda', draftQuant: 'int8' });
+  const L = m.config.numLayers;
+  for (const [label, variants] of [
+    ['q1 + pld', () => [quantVariant(1), PROMPT_LOOKUP]],
+    ['q1+ls40 + pld', () => [quantVariant(1, evenSkipPlan(L, skipCount(L, 0.4)), 'q1+ls40'), PROMPT_LOOKUP]],
+  ]) {
+    let ok = 0, drafted = 0, accepted = 0;
+    for (const c of golden.cases) {
+      const plainTokens = (await m.complete(c.prompt, { maxTokens: 48, strategy: 'plain', ignoreEos: true })).tokens;
+      const s = new CasSpecStrategy({ numLayers: L, vocabSize: m.config.vocabSize, model: m.nativeModel }, { variants: variants(), persist: false });
+      const r = await m.complete(c.prompt, { maxTokens: 48, strategy: s, ignoreEos: true });
+      if (JSON.stringify(r.tokens) === JSON.stringify(plainTokens)) ok++;
+      const v = r.stats.details.variants[variants()[0].key];
+      drafted += v?.drafted ?? 0;
+      accepted += v?.accepted ?? 0;
+    }
+    check(`${name}: cas-spec [${label}] == plain`, ok === golden.cases.length, `${ok}/${golden.cases.length}; ${variants()[0].key} drafted ${drafted}, accepted ${accepted}`);
+  }
   m.dispose();
 }
 

@@ -2,7 +2,7 @@
 # The GPU test suite and benchmarks, run ON the GPU machine in one command (it forgets everything
 # between calls). Prepare here first:  scripts/gpu/build.sh && scripts/gpu-pack.sh
 # then call the device tool with carry [".device"] and command:
-#   bash scripts/gpu-suite.sh [checks] [prefill] [bench] [peers] [soak]      (default: checks bench)
+#   bash scripts/gpu-suite.sh [checks] [linear] [prefill] [bench] [quant] [peers] [soak]   (default: checks bench)
 # Logs and JSON/SVG go to $OUT; the last lines printed are the summary table.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -33,11 +33,20 @@ if want checks; then
   step api-checks node scripts/gpu-checks.mjs
   step doctor node "$cli" doctor
 fi
+if want linear && [ -x "$CASSPEC_APP/gpu_check" ]; then
+  # The two matrix-kernel implementations (register ring, bulk copies): bitwise equality + timings.
+  step linear timeout 240 "$CASSPEC_APP/gpu_check" --linear --out "$out"
+fi
+if want quant; then
+  # int8 W8A8 draft forwards vs full precision, n = 1..64 at cache 512.
+  step quant-7b node "$cli" bench --kernels --dummy llama-2-7b --backend cuda --kernel-caches 512 --quant 1
+  step quant-small node "$cli" bench --kernels --model "$CASSPEC_MODELS/pycode-small" --backend cuda --kernel-caches 512 --quant 1
+fi
 if want bench; then
   step bench node "$cli" bench --model "$CASSPEC_MODELS/pycode-small" --prompts "$CASSPEC_PROMPTS" --backend cuda \
     --max-new-tokens "${BENCH_TOKENS:-256}" --warmup 2 --repeats "${BENCH_REPEATS:-1}" ${BENCH_LIMIT:+--limit $BENCH_LIMIT} \
-    ${BENCH_STRATEGIES:+--strategies $BENCH_STRATEGIES} --json "$out/bench.json" --chart "$out/bench.svg"
-  step bench-kernels node "$cli" bench --kernels --dummy llama-2-7b --backend cuda
+    ${BENCH_STRATEGIES:+--strategies $BENCH_STRATEGIES} ${BENCH_DRAFT_QUANT:+--draft-quant $BENCH_DRAFT_QUANT} --json "$out/bench.json" --chart "$out/bench.svg"
+  [ "${BENCH_KERNELS:-1}" = 1 ] && step bench-kernels node "$cli" bench --kernels --dummy llama-2-7b --backend cuda
 fi
 if want prefill; then
   step prefill node scripts/gpu-prefill.mjs
@@ -55,4 +64,5 @@ echo
 echo "==================== summary ($(head -1 "$out/device.txt"))"
 for s in "${summary[@]}"; do echo "$s"; done
 [ -f "$out/api-checks.log" ] && grep -E '^(PASS|FAIL)' "$out/api-checks.log" | sed 's/^/  /'
+for f in linear quant-7b quant-small; do [ -f "$out/$f.log" ] && { echo "--- $f"; tail -14 "$out/$f.log"; }; done
 [ -f "$out/bench.log" ] && sed -n '/^category/,$p' "$out/bench.log" | head -40

@@ -126,7 +126,7 @@ export async function* generationLoop(input: LoopInput): AsyncGenerator<Generate
     if (budget > 0) await strategy.draft(seq, tree, { temperature: input.temperature, budget });
     const tv = now();
     if (tree.size > room) throw new CasspecError('E_INTERNAL', `strategy ${strategy.name} drafted past the context`);
-    const verdict = await verifyTree(seq, tree, sampler);
+    const verdict = await verifyTree(seq, tree, sampler, strategy.verifyTopk ?? 0);
     const te = now();
     draftMs += tv - td;
     verifyMs += te - tv;

@@ -23,6 +23,12 @@ export interface LoadOptions {
   device?: number;
   /** GPU weight storage type (default: the config's dtype; F32 models are stored as BF16). */
   weightDType?: 'F16' | 'BF16';
+  /**
+   * 'int8' also keeps an int8 copy of every layer's projection weights (about half the 16-bit
+   * weights on the GPU, a quarter of the fp32 ones on the CPU; see info.quantBytes), which the
+   * quantized draft variant `q1` runs on. 'none' (default): no copy, and `q1` is dropped.
+   */
+  draftQuant?: 'int8' | 'none';
   signal?: AbortSignal;
   onProgress?: (p: LoadProgress) => void;
   /**
@@ -416,6 +422,8 @@ function checkLoadOptions(opts: LoadOptions): void {
   if (opts.onProgress !== undefined && typeof opts.onProgress !== 'function') throw new CasspecError('E_INVALID_ARG', 'onProgress must be a function');
   checkSignal(opts.signal);
   checkLimits(opts);
+  if (opts.draftQuant !== undefined && opts.draftQuant !== 'int8' && opts.draftQuant !== 'none')
+    throw new CasspecError('E_INVALID_ARG', `draftQuant must be 'int8' or 'none', got '${String(opts.draftQuant)}'`);
 }
 
 function createNative(config: LlamaConfig, opts: LoadOptions): { nm: NativeModel; reason: string; contextLength: number; limits: Limits } {
@@ -445,7 +453,7 @@ function createNative(config: LlamaConfig, opts: LoadOptions): { nm: NativeModel
   try {
     const nm = addon.createModel(
       nativeConfigOf(config),
-      { backend, threads: opts.threads, device: opts.device, weightDType },
+      { backend, threads: opts.threads, device: opts.device, weightDType, quantWeights: opts.draftQuant === 'int8' ? 1 : 0 },
     );
     return { nm, reason, contextLength, limits };
   } catch (e) {

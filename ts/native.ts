@@ -27,6 +27,8 @@ export interface NativeBackendOptions {
   threads?: number;
   device?: number;
   weightDType?: 'F16' | 'BF16';
+  /** 1: also make the int8 weight copy that forwards with quant 1 need (0 = none, the default). */
+  quantWeights?: number;
 }
 
 export interface ForwardRequest {
@@ -39,6 +41,7 @@ export interface ForwardRequest {
   skip?: Uint8Array;
   /** Batch rows whose outputs are wanted (ascending); default all. */
   outRows?: Int32Array;
+  /** 0 = full precision; 1 = int8 W8A8 draft (needs the model created with quantWeights: 1). */
   quant?: number;
   wantLogits?: boolean;
   topk?: number;
@@ -64,6 +67,8 @@ export interface NativeModelInfo {
   backend: 'cpu' | 'cuda';
   device: string;
   weightBytes: number;
+  /** Bytes of the quantized weight copy (0 unless loaded with draftQuant). */
+  quantBytes: number;
   kvBytesPerSlot: number;
 }
 

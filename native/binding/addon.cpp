@@ -579,7 +579,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
       if (m->backend().name() != "cpu") return;
       const int64_t phys = physicalMemoryBytes();
       const int64_t f32 = (int64_t)(length / dtypeSize(dt)) * 4;
-      require(phys <= 0 || m->backend().weightBytes() + f32 <= phys, "E_OOM",
+      require(phys <= 0 || m->backend().weightBytes() + m->backend().quantBytes() + f32 <= phys, "E_OOM",
               "tensor '" + name + "' would take the CPU weights past the " + std::to_string(phys) + " bytes of physical memory");
     });
     std::shared_ptr<uint8_t[]> copy;
@@ -691,6 +691,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     o.Set("backend", m->backend().name());
     o.Set("device", m->backend().deviceInfo());
     o.Set("weightBytes", Napi::Number::New(env, (double)m->backend().weightBytes()));
+    o.Set("quantBytes", Napi::Number::New(env, (double)m->backend().quantBytes()));
     o.Set("kvBytesPerSlot", Napi::Number::New(env, (double)m->backend().kvBytesPerSlot()));
     return o;
   }
@@ -739,6 +740,7 @@ Napi::Value CreateModel(const Napi::CallbackInfo& info) {
   bo.device = intField(o, "device", false, 0);
   std::string wd = strField(o, "weightDType", "BF16");
   bo.weightDType = guard(env, [&] { return parseDType(wd); });
+  bo.quantWeights = intField(o, "quantWeights", false, kQuantNone);  // range checked by Model
   auto model = guard(env, [&] {
     std::shared_ptr<Model> p(new Model(cfg, bo), [](Model* m) {
       delete m;

@@ -23,7 +23,7 @@ static int threadCount(int requested) {
 }
 
 CpuBackend::CpuBackend(const ModelConfig& c, const BackendOptions& o)
-    : config_(c), weights_(c), rope_(c.headDim, c.ropeTheta), pool_(threadCount(o.threads)) {}
+    : config_(c), quantWeights_(o.quantWeights), weights_(c), rope_(c.headDim, c.ropeTheta), pool_(threadCount(o.threads)) {}
 
 std::string CpuBackend::deviceInfo() const {
   return "cpu (" + std::to_string(pool_.size()) + (pool_.size() == 1 ? " thread)" : " threads)");
@@ -38,6 +38,12 @@ static size_t elementCount(const TensorSpec& s) {
 void CpuBackend::setTensor(int index, const TensorSpec& spec, DType src, const void* data) {
   const size_t n = elementCount(spec);
   toF32(src, data, weights_.allocate(index, n), n);
+  quantizeIfWanted(index, spec);
+}
+
+void CpuBackend::quantizeIfWanted(int index, const TensorSpec& spec) {
+  if (quantWeights_ != kQuantInt8 || !isQuantizedRole(spec.role)) return;
+  quantizeWeights(pool_, weights_.data(index), (int)spec.shape[0], (int)spec.shape[1], weights_.quant(index));
 }
 
 void CpuBackend::fillDummy(int index, const TensorSpec& spec, uint64_t seed) {
@@ -49,6 +55,7 @@ void CpuBackend::fillDummy(int index, const TensorSpec& spec, uint64_t seed) {
     const size_t end = std::min(n, (size_t)(task + 1) * kChunk);
     for (size_t e = (size_t)task * kChunk; e < end; ++e) w[e] = dummyWeight(seed, index, e, isNorm);
   });
+  quantizeIfWanted(index, spec);
 }
 
 std::unique_ptr<BackendContext> CpuBackend::newContext(int capacity) { return std::make_unique<CpuContext>(*this, capacity); }

@@ -19,6 +19,7 @@ class CpuBackend : public Backend {
   void fillDummy(int index, const TensorSpec& spec, uint64_t seed) override;
   std::unique_ptr<BackendContext> newContext(int capacity) override;
   int64_t weightBytes() const override { return weights_.bytes(); }
+  int64_t quantBytes() const override { return weights_.quantBytes(); }
   int64_t kvBytesPerSlot() const override { return 2 * (int64_t)config_.layers * config_.kvDim() * 4; }
 
   const ModelConfig& config() const { return config_; }
@@ -27,7 +28,11 @@ class CpuBackend : public Backend {
   ThreadPool& pool() { return pool_; }
 
  private:
+  // The int8 copy of a just-filled projection, when the model asked for one.
+  void quantizeIfWanted(int index, const TensorSpec& spec);
+
   ModelConfig config_;
+  int quantWeights_;
   Weights weights_;
   Rope rope_;
   ThreadPool pool_;

@@ -1,7 +1,8 @@
 // The Llama forward pass, written for clarity first. Per layer:
 //   x += Wo . attention(rope(Wq . norm(x)), rope(Wk . norm(x)), Wv . norm(x))   unless skipped
 //   x += Wdown . (silu(Wgate . norm(x)) * (Wup . norm(x)))                      unless skipped
-// then logits = lm_head . norm(x) for the rows the caller asked about.
+// then logits = lm_head . norm(x) for the rows the caller asked about. With quant mode kQuantInt8
+// the seven projections W. run through quant.h instead; nothing else changes.
 #include "strict_fp.h"
 #include "cpu_context.h"
 
@@ -26,7 +27,6 @@ static void grow(std::vector<float>& v, size_t n) {
 }
 
 void CpuContext::forward(const Batch& b, ForwardResult& out) {
-  require(b.quant == 0, "E_INVALID_ARG", "quantized forward is not available on the cpu backend yet");
   const ModelConfig& c = be_.config();
   const int n = b.n, H = c.hidden;
   grow(x_, (size_t)n * H);
@@ -44,13 +44,28 @@ void CpuContext::forward(const Batch& b, ForwardResult& out) {
 
   for (int l = 0; l < c.layers; ++l) {
     const LayerWeights w = be_.weights().layer(l);
-    if (!b.skip[2 * l]) attention(b, l, w);
-    if (!b.skip[2 * l + 1]) mlp(b, w);
+    const LayerQuant wq = be_.weights().layerQuant(l);
+    if (!b.skip[2 * l]) attention(b, l, w, wq);
+    if (!b.skip[2 * l + 1]) mlp(b, w, wq);
   }
   head(b, out);
 }
 
-void CpuContext::attention(const Batch& b, int layer, const LayerWeights& w) {
+void CpuContext::project(bool quant, const MatJob* jobs, const QuantRows* const* q, int nJobs, int n) {
+  if (!quant) {
+    matmul(be_.pool(), jobs, nJobs, n);
+    return;
+  }
+  const int in = jobs[0].in;
+  if (xq_.size() < (size_t)n * in) xq_.resize((size_t)n * in);
+  if (sx_.size() < (size_t)n) sx_.resize(n);
+  be_.pool().run(n, [&](int t, int) { sx_[t] = quantizeRow(jobs[0].x + t * jobs[0].ldx, in, &xq_[(size_t)t * in]); });
+  QuantJob qj[3];
+  for (int j = 0; j < nJobs; ++j) qj[j] = {q[j], xq_.data(), (size_t)in, sx_.data(), jobs[j].y, jobs[j].ldy};
+  matmulQ8(be_.pool(), qj, nJobs, n);
+}
+
+void CpuContext::attention(const Batch& b, int layer, const LayerWeights& w, const LayerQuant& wq) {
   const ModelConfig& c = be_.config();
   ThreadPool& pool = be_.pool();
   const int n = b.n, H = c.hidden, Q = c.qDim(), KV = c.kvDim(), D = c.headDim;
@@ -59,7 +74,8 @@ void CpuContext::attention(const Batch& b, int layer, const LayerWeights& w) {
   const MatJob qkv[3] = {{w.wq, Q, H, xn_.data(), (size_t)H, q_.data(), (size_t)Q},
                          {w.wk, KV, H, xn_.data(), (size_t)H, k_.data(), (size_t)KV},
                          {w.wv, KV, H, xn_.data(), (size_t)H, v_.data(), (size_t)KV}};
-  matmul(pool, qkv, 3, n);
+  const QuantRows* qkvQ[3] = {wq.wq, wq.wk, wq.wv};
+  project(b.quant == kQuantInt8, qkv, qkvQ, 3, n);
 
   // Position-encode, then publish every token's key and value before anyone attends: a token's
   // pending ancestors may sit anywhere earlier in this batch.
@@ -81,11 +97,11 @@ void CpuContext::attention(const Batch& b, int layer, const LayerWeights& w) {
   });
 
   const MatJob o{w.wo, H, Q, att_.data(), (size_t)Q, delta_.data(), (size_t)H};
-  matmul(pool, &o, 1, n);
+  project(b.quant == kQuantInt8, &o, &wq.wo, 1, n);
   for (int i = 0; i < n; ++i) addInto(&x_[(size_t)i * H], &delta_[(size_t)i * H], H);
 }
 
-void CpuContext::mlp(const Batch& b, const LayerWeights& w) {
+void CpuContext::mlp(const Batch& b, const LayerWeights& w, const LayerQuant& wq) {
   const ModelConfig& c = be_.config();
   ThreadPool& pool = be_.pool();
   const int n = b.n, H = c.hidden, F = c.ffn;
@@ -93,10 +109,11 @@ void CpuContext::mlp(const Batch& b, const LayerWeights& w) {
   pool.run(n, [&](int i, int) { rmsNorm(&x_[(size_t)i * H], w.mlpNorm, &xn_[(size_t)i * H], H, c.rmsEps); });
   const MatJob gateUp[2] = {{w.wgate, F, H, xn_.data(), (size_t)H, gate_.data(), (size_t)F},
                             {w.wup, F, H, xn_.data(), (size_t)H, up_.data(), (size_t)F}};
-  matmul(pool, gateUp, 2, n);
+  const QuantRows* gateUpQ[2] = {wq.wgate, wq.wup};
+  project(b.quant == kQuantInt8, gateUp, gateUpQ, 2, n);
   pool.run(n, [&](int i, int) { siluMul(&gate_[(size_t)i * F], &up_[(size_t)i * F], F); });
   const MatJob down{w.wdown, H, F, gate_.data(), (size_t)F, delta_.data(), (size_t)H};
-  matmul(pool, &down, 1, n);
+  project(b.quant == kQuantInt8, &down, &wq.wdown, 1, n);
   for (int i = 0; i < n; ++i) addInto(&x_[(size_t)i * H], &delta_[(size_t)i * H], H);
 }
 

@@ -5,6 +5,7 @@ namespace casspec::cpu {
 Weights::Weights(const ModelConfig& c) {
   const std::vector<TensorSpec> specs = tensorSpecs(c);
   tensors_.resize(specs.size());
+  quant_.resize(specs.size());
   layerIndex_.assign(c.layers, std::vector<int>((int)Role::Count - (int)Role::AttnNorm, -1));
   for (int i = 0; i < (int)specs.size(); ++i) {
     const TensorSpec& s = specs[i];
@@ -26,6 +27,22 @@ int64_t Weights::bytes() const {
   int64_t b = 0;
   for (const auto& t : tensors_) b += (int64_t)t.size() * 4;
   return b;
+}
+
+int64_t Weights::quantBytes() const {
+  int64_t b = 0;
+  for (const auto& q : quant_) b += q.bytes();
+  return b;
+}
+
+bool isQuantizedRole(Role r) {
+  return r == Role::Wq || r == Role::Wk || r == Role::Wv || r == Role::Wo || r == Role::Wgate || r == Role::Wup ||
+         r == Role::Wdown;
+}
+
+LayerQuant Weights::layerQuant(int l) const {
+  auto p = [&](Role r) { return &quant_[layerIndex_[l][(int)r - (int)Role::AttnNorm]]; };
+  return {p(Role::Wq), p(Role::Wk), p(Role::Wv), p(Role::Wo), p(Role::Wgate), p(Role::Wup), p(Role::Wdown)};
 }
 
 LayerWeights Weights::layer(int l) const {

@@ -1,5 +1,6 @@
 #include "cuda_backend.cuh"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -12,6 +13,7 @@
 #include "device.cuh"
 #include "layout.cuh"
 #include "linear.cuh"
+#include "linear_q8.cuh"
 #include "params.cuh"
 
 namespace casspec {
@@ -41,6 +43,7 @@ CudaBackend::CudaBackend(const ModelConfig& c, const BackendOptions& o) : c_(c) 
   require(o.weightDType == DType::BF16 || o.weightDType == DType::F16, "E_INVALID_ARG",
           "cuda backend: weightDType must be BF16 or F16");
   bf16_ = o.weightDType == DType::BF16;
+  quant8_ = o.quantWeights == kQuantInt8;
   std::string why;
   require(cudaUsable(why), "E_BACKEND", "the CUDA backend is not usable: " + why);
   int count = 0;
@@ -76,6 +79,12 @@ CudaBackend::CudaBackend(const ModelConfig& c, const BackendOptions& o) : c_(c) 
     l.down.allocate(H, F, "down projection");
     l.attnNorm.allocate((size_t)H * 4, "attention norm");
     l.mlpNorm.allocate((size_t)H * 4, "mlp norm");
+    if (quant8_) {
+      l.qkv8.allocate(Q + 2 * KV, H, "int8 q/k/v projections");
+      l.o8.allocate(H, Q, "int8 o projection");
+      l.gateUp8.allocate(2 * Fp, H, "int8 gate/up projections");
+      l.down8.allocate(H, F, "int8 down projection");
+    }
   }
   // RoPE inverse frequencies exactly as the CPU reference computes them (host libm, fp32).
   std::vector<float> inv(c.headDim / 2);
@@ -91,6 +100,7 @@ CudaBackend::CudaBackend(const ModelConfig& c, const BackendOptions& o) : c_(c) 
   splitsDown = chooseSplits(l0.down.MT, l0.down.KT, tune_.splitTarget);
   splitsLm = chooseSplits(lmHead().MT, lmHead().KT, tune_.splitTarget);
   allocateScratch();
+  if (quant8_) allocateQuantScratch();
   attentionPrepare(c.headDim, kvF32_, bf16_);
   linearPrepare();
 }
@@ -121,6 +131,25 @@ void CudaBackend::allocateScratch() {
   scratch_.result.allocate((size_t)resultWords_ * 4, "results");
 }
 
+void CudaBackend::allocateQuantScratch() {
+  const int n = kMaxTokens, tiles = n / 8, groupTok = roundUp(n, 64);
+  const LayerWeights& l = layers_[0];
+  const int kt8 = std::max({l.qkv8.KT, l.o8.KT, l.gateUp8.KT, l.down8.KT});
+  const int ld = std::max({l.qkv8.MT, l.o8.MT, l.gateUp8.MT, l.down8.MT}) * 16;
+  const int rowGroups = q8RowGroups(ld / 16);
+  scratch_.xq.allocate((size_t)tiles * kt8 * 256, "int8 activations");
+  scratch_.sx.allocate((size_t)n * 4, "int8 activation scales");
+  scratch_.h32.allocate((size_t)n * c_.ffn * 4, "mlp activations (fp32)");
+  scratch_.sums.allocate((size_t)groupTok * ld * 4, "int8 matrix sums");
+  scratch_.counters8.allocate((size_t)rowGroups * (groupTok / 8) * 4, "int8 matrix counters");
+}
+
+int64_t CudaBackend::quantBytes() const {
+  int64_t b = 0;
+  for (const LayerWeights& l : layers_) b += l.qkv8.bytes() + l.o8.bytes() + l.gateUp8.bytes() + l.down8.bytes();
+  return b;
+}
+
 int64_t CudaBackend::weightBytes() const {
   int64_t b = (int64_t)embed_.buf.bytes() + lm_.buf.bytes() + finalNorm_.bytes();
   for (const LayerWeights& l : layers_)
@@ -132,7 +161,8 @@ int64_t CudaBackend::weightBytes() const {
 std::string CudaBackend::deviceInfo() const {
   return describeDevice(device_) + "; K splits qkv/o/gateUp/down/lm " + std::to_string(splitsQkv) + "/" +
          std::to_string(splitsO) + "/" + std::to_string(splitsGateUp) + "/" + std::to_string(splitsDown) + "/" +
-         std::to_string(splitsLm) + "; weights " + (bf16_ ? "bf16" : "f16") + " (" + mib((size_t)weightBytes()) + "), KV cache " +
+         std::to_string(splitsLm) + "; weights " + (bf16_ ? "bf16" : "f16") + " (" + mib((size_t)weightBytes()) + ")" +
+         (quant8_ ? " + int8 copy (" + mib((size_t)quantBytes()) + ")" : "") + ", KV cache " +
          (kvF32_ ? "fp32" : (bf16_ ? "bf16" : "f16"));
 }
 
@@ -152,17 +182,19 @@ void CudaBackend::upload(int index, const TensorSpec& spec, const void* deviceSr
     return;
   }
   const PackedMatrix* m = nullptr;
+  Q8Matrix* m8 = nullptr;  // the int8 copy of a layer projection
   RowDest dst;
+  LayerWeights* l = spec.layer >= 0 ? &layers_[spec.layer] : nullptr;
   switch (spec.role) {
     case Role::Embed: m = &embed_; break;
     case Role::LmHead: m = &lm_; break;
-    case Role::Wq: m = &layers_[spec.layer].qkv, dst.map = RowMap::Rope, dst.param = d; break;
-    case Role::Wk: m = &layers_[spec.layer].qkv, dst.map = RowMap::Rope, dst.param = d, dst.rowOffset = Q; break;
-    case Role::Wv: m = &layers_[spec.layer].qkv, dst.map = RowMap::Rope, dst.param = d, dst.rowOffset = Q + KV; break;
-    case Role::Wo: m = &layers_[spec.layer].o; break;
-    case Role::Wgate: m = &layers_[spec.layer].gateUp, dst.map = RowMap::Gate; break;
-    case Role::Wup: m = &layers_[spec.layer].gateUp, dst.map = RowMap::Up; break;
-    case Role::Wdown: m = &layers_[spec.layer].down; break;
+    case Role::Wq: m = &l->qkv, m8 = &l->qkv8, dst.map = RowMap::Rope, dst.param = d; break;
+    case Role::Wk: m = &l->qkv, m8 = &l->qkv8, dst.map = RowMap::Rope, dst.param = d, dst.rowOffset = Q; break;
+    case Role::Wv: m = &l->qkv, m8 = &l->qkv8, dst.map = RowMap::Rope, dst.param = d, dst.rowOffset = Q + KV; break;
+    case Role::Wo: m = &l->o, m8 = &l->o8; break;
+    case Role::Wgate: m = &l->gateUp, m8 = &l->gateUp8, dst.map = RowMap::Gate; break;
+    case Role::Wup: m = &l->gateUp, m8 = &l->gateUp8, dst.map = RowMap::Up; break;
+    case Role::Wdown: m = &l->down, m8 = &l->down8; break;
     default: fail("E_INTERNAL", "cuda backend: unexpected tensor role for " + spec.name);
   }
   dst.dst = const_cast<void*>(m->data());
@@ -172,6 +204,16 @@ void CudaBackend::upload(int index, const TensorSpec& spec, const void* deviceSr
     launchFillRows(seed, index, rows, K, dst, bf16_, stream_);
   else
     launchPackRows(deviceSrc, src, row0, rows, K, dst, bf16_, stream_);
+  if (quant8_ && m8) {
+    RowDest q8 = dst;
+    q8.dst = m8->buf.get();
+    q8.KT = m8->KT;
+    q8.scale = m8->scale.get<float>();
+    if (dummy)
+      launchQuantFillRows(seed, index, rows, K, q8, stream_);
+    else
+      launchQuantRows(deviceSrc, src, row0, rows, K, q8, stream_);
+  }
 }
 
 void CudaBackend::setTensor(int index, const TensorSpec& spec, DType src, const void* data) {

@@ -25,6 +25,7 @@ struct Tuning {
 
 struct LayerWeights {
   PackedMatrix qkv, o, gateUp, down;
+  Q8Matrix qkv8, o8, gateUp8, down8;  // quant mode kQuantInt8 only (BackendOptions::quantWeights)
   DeviceBuffer attnNorm, mlpNorm;  // fp32 [hidden]
 };
 
@@ -37,6 +38,7 @@ class CudaBackend : public Backend {
   void fillDummy(int index, const TensorSpec& spec, uint64_t seed) override;
   std::unique_ptr<BackendContext> newContext(int capacity) override;
   int64_t weightBytes() const override;
+  int64_t quantBytes() const override;
   int64_t kvBytesPerSlot() const override { return 2 * (int64_t)c_.layers * c_.kvDim() * kvElemBytes(); }
 
   // ---- used by CudaContext ----
@@ -58,12 +60,16 @@ class CudaBackend : public Backend {
 
   struct Scratch {
     DeviceBuffer x, q, xPack, aPack, hPack, ws, counters, result;
+    // Quant mode kQuantInt8: packed int8 input and its per-token scales, fp32 SwiGLU output, and
+    // the int8 kernel's int32 sums and counters (zero between launches).
+    DeviceBuffer xq, sx, h32, sums, counters8;
   };
   Scratch& scratch() { return scratch_; }
   int64_t resultWords() const { return resultWords_; }
 
  private:
   void allocateScratch();
+  void allocateQuantScratch();
   void upload(int index, const TensorSpec& spec, const void* deviceSrc, DType src, int64_t row0, int rows, bool dummy,
               uint64_t seed);
 
@@ -71,6 +77,7 @@ class CudaBackend : public Backend {
   int device_ = 0;
   bool bf16_ = true;
   bool kvF32_ = false;
+  bool quant8_ = false;  // the int8 copies exist
   Tuning tune_;
   Stream stream_;  // uploads
   PackedMatrix embed_, lm_;

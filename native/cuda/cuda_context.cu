@@ -9,8 +9,10 @@
 #include "elementwise.cuh"
 #include "layout.cuh"
 #include "linear.cuh"
+#include "linear_q8.cuh"
 #include "outputs.cuh"
 #include "params.cuh"
+#include "quant.cuh"
 
 namespace casspec::cuda {
 
@@ -60,7 +62,7 @@ float CudaContext::lastDeviceMs() {
   return ms;
 }
 
-void CudaContext::enqueue(int maxTokens, const uint8_t* skip, bool withHead, int attnGridX) {
+void CudaContext::enqueue(int maxTokens, const uint8_t* skip, int quant, bool withHead, int attnGridX) {
   const ModelConfig& c = be_.config();
   const bool bf16 = be_.bf16(), pdl = be_.tuning().pdl;
   cudaStream_t s = stream_;
@@ -114,13 +116,52 @@ void CudaContext::enqueue(int maxTokens, const uint8_t* skip, bool withHead, int
     }
   };
 
+  // Quant mode kQuantInt8: each projection's input is quantized per token into sc.xq / sc.sx,
+  // then the int8 matrix kernel runs with the same epilogue as the 16-bit one.
+  const bool q8 = quant == kQuantInt8;
+  auto quantize = [&](QuantSource src, int K, const float* normW, int KT8) {
+    QuantArgs qa;
+    qa.params = P;
+    qa.src = src;
+    qa.K = K;
+    if (src == QuantSource::Packed16) {
+      qa.packed = sc.aPack.get();
+      qa.packedKT = tilesOf(K);
+    } else {
+      qa.x = src == QuantSource::Norm ? sc.x.get<float>() : sc.h32.get<float>();
+      qa.ldx = src == QuantSource::Norm ? H : c.ffn;
+      qa.normW = normW;
+      qa.eps = c.rmsEps;
+    }
+    qa.xq = sc.xq.get();
+    qa.KT8 = KT8;
+    qa.sx = sc.sx.get<float>();
+    launchQuantize(qa, maxTokens, bf16, pdl, s);
+    mark("quantize activations");
+  };
+  auto linearQ8 = [&](const Q8Matrix& w, Q8Epilogue epi) {
+    Q8Args a;
+    a.w = w.buf.get();
+    a.wScale = w.scale.get<float>();
+    a.M = w.M;
+    a.MT = w.MT;
+    a.KT = w.KT;
+    a.S = chooseSplitsQ8(w.MT, w.KT);
+    a.params = P;
+    a.xq = sc.xq.get();
+    a.sx = sc.sx.get<float>();
+    a.sums = sc.sums.get<int>();
+    a.counters = sc.counters8.get<int>();
+    a.epi = epi;
+    return a;
+  };
+
   launchEmbed(be_.embed().data(), be_.embed().KT, H, P, sc.x.get<float>(), maxTokens, bf16, pdl, s);
   mark("embed");
   for (int l = 0; l < c.layers; ++l) {
     const LayerWeights& w = be_.layer(l);
     if (!skip[2 * l]) {
       LinArgs qkv = linear(w.qkv, be_.splitsQkv, Epilogue::Qkv);
-      normInput(qkv, w.attnNorm.get<float>(), false);
       qkv.q = sc.q.get<float>();
       qkv.kCache = k_.get<uint8_t>() + l * layerElems * kvBytes;
       qkv.vCache = v_.get<uint8_t>() + l * layerElems * kvBytes;
@@ -129,8 +170,17 @@ void CudaContext::enqueue(int maxTokens, const uint8_t* skip, bool withHead, int
       qkv.kvHeads = c.kvHeads;
       qkv.headDim = c.headDim;
       qkv.invFreq = be_.invFreq();
-      launchLinear(qkv, ntb, groups, bf16, pdl, s);
-      mark("qkv (+rope, kv write)");
+      if (q8) {
+        quantize(QuantSource::Norm, H, w.attnNorm.get<float>(), w.qkv8.KT);
+        Q8Args a = linearQ8(w.qkv8, Q8Epilogue::Qkv);
+        a.qkv = QkvOut{qkv.q, qkv.kCache, qkv.vCache, qkv.kvF32, c.heads, c.kvHeads, c.headDim, qkv.invFreq};
+        launchLinearQ8(a, ntb, groups, bf16, pdl, s);
+        mark("int8 qkv (+rope, kv write)");
+      } else {
+        normInput(qkv, w.attnNorm.get<float>(), false);
+        launchLinear(qkv, ntb, groups, bf16, pdl, s);
+        mark("qkv (+rope, kv write)");
+      }
 
       AttnArgs at;
       at.params = P;
@@ -152,25 +202,47 @@ void CudaContext::enqueue(int maxTokens, const uint8_t* skip, bool withHead, int
       if (maxChunks_ > 1) launchAttnCombine(at, maxTokens, bf16, pdl, s);
       mark("attention combine");
 
-      LinArgs o = linear(w.o, be_.splitsO, Epilogue::Residual);
-      o.bPacked = sc.aPack.get();
-      o.resid = sc.x.get<float>();
-      launchLinear(o, ntb, groups, bf16, pdl, s);
-      mark("o proj (+residual)");
+      if (q8) {
+        quantize(QuantSource::Packed16, c.qDim(), nullptr, w.o8.KT);
+        Q8Args a = linearQ8(w.o8, Q8Epilogue::Residual);
+        a.resid = sc.x.get<float>();
+        launchLinearQ8(a, ntb, groups, bf16, pdl, s);
+        mark("int8 o proj (+residual)");
+      } else {
+        LinArgs o = linear(w.o, be_.splitsO, Epilogue::Residual);
+        o.bPacked = sc.aPack.get();
+        o.resid = sc.x.get<float>();
+        launchLinear(o, ntb, groups, bf16, pdl, s);
+        mark("o proj (+residual)");
+      }
     }
     if (!skip[2 * l + 1]) {
-      LinArgs gu = linear(w.gateUp, be_.splitsGateUp, Epilogue::SwiGlu);
-      normInput(gu, w.mlpNorm.get<float>(), false);
-      gu.hPacked = sc.hPack.get();
-      gu.hKT = w.down.KT;
-      launchLinear(gu, ntb, groups, bf16, pdl, s);
-      mark("gate/up (+swiglu)");
+      if (q8) {
+        quantize(QuantSource::Norm, H, w.mlpNorm.get<float>(), w.gateUp8.KT);
+        Q8Args gu = linearQ8(w.gateUp8, Q8Epilogue::SwiGlu);
+        gu.h = sc.h32.get<float>();
+        gu.ffn = c.ffn;
+        launchLinearQ8(gu, ntb, groups, bf16, pdl, s);
+        mark("int8 gate/up (+swiglu)");
+        quantize(QuantSource::F32, c.ffn, nullptr, w.down8.KT);
+        Q8Args down = linearQ8(w.down8, Q8Epilogue::Residual);
+        down.resid = sc.x.get<float>();
+        launchLinearQ8(down, ntb, groups, bf16, pdl, s);
+        mark("int8 down (+residual)");
+      } else {
+        LinArgs gu = linear(w.gateUp, be_.splitsGateUp, Epilogue::SwiGlu);
+        normInput(gu, w.mlpNorm.get<float>(), false);
+        gu.hPacked = sc.hPack.get();
+        gu.hKT = w.down.KT;
+        launchLinear(gu, ntb, groups, bf16, pdl, s);
+        mark("gate/up (+swiglu)");
 
-      LinArgs down = linear(w.down, be_.splitsDown, Epilogue::Residual);
-      down.bPacked = sc.hPack.get();
-      down.resid = sc.x.get<float>();
-      launchLinear(down, ntb, groups, bf16, pdl, s);
-      mark("down (+residual)");
+        LinArgs down = linear(w.down, be_.splitsDown, Epilogue::Residual);
+        down.bPacked = sc.hPack.get();
+        down.resid = sc.x.get<float>();
+        launchLinear(down, ntb, groups, bf16, pdl, s);
+        mark("down (+residual)");
+      }
     }
   }
   if (withHead) {
@@ -186,9 +258,9 @@ void CudaContext::enqueue(int maxTokens, const uint8_t* skip, bool withHead, int
   }
 }
 
-cudaGraphExec_t CudaContext::graphFor(int bucket, const uint8_t* skip) {
+cudaGraphExec_t CudaContext::graphFor(int bucket, const uint8_t* skip, int quant) {
   const int nSkip = 2 * be_.config().layers;
-  std::string key = std::to_string(bucket) + ":";
+  std::string key = std::to_string(bucket) + ":" + std::to_string(quant) + ":";
   key.append(reinterpret_cast<const char*>(skip), nSkip);
   for (CachedGraph& g : graphs_)
     if (g.key == key) {
@@ -198,7 +270,7 @@ cudaGraphExec_t CudaContext::graphFor(int bucket, const uint8_t* skip) {
   const int gridX = maxChunks_;  // one block per chunk of the longest possible key list; unused ones exit
   CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
   try {
-    enqueue(bucket, skip, true, gridX);
+    enqueue(bucket, skip, quant, true, gridX);
   } catch (...) {
     cudaGraph_t g = nullptr;
     cudaStreamEndCapture(stream_, &g);
@@ -262,11 +334,11 @@ void CudaContext::runPiece(const Batch& b, const Piece& p, ForwardResult& out, b
   CUDA_CHECK(cudaEventRecord(start_, stream_));
   CUDA_CHECK(cudaMemcpyAsync(params_.get(), h, words * 4, cudaMemcpyHostToDevice, stream_));
   if (graph && !profiling_) {
-    const cudaGraphExec_t exec = graphFor(bucketOf(n), b.skip);
+    const cudaGraphExec_t exec = graphFor(bucketOf(n), b.skip, b.quant);
     CUDA_CHECK(cudaGraphLaunch(exec, stream_));
   } else {
     const int gridX = std::max(1, (b.committed + maxAnc + kAttnChunk - 1) / kAttnChunk);
-    enqueue(n, b.skip, nOut > 0, gridX);
+    enqueue(n, b.skip, b.quant, nOut > 0, gridX);
   }
   const size_t headWords = (size_t)nOut * (1 + 2 * b.topk);
   const size_t resWords = headWords + (b.wantLogits ? (size_t)nOut * c.vocab : 0);
@@ -301,7 +373,6 @@ void CudaContext::runPiece(const Batch& b, const Piece& p, ForwardResult& out, b
 }
 
 void CudaContext::forward(const Batch& b, ForwardResult& out) {
-  require(b.quant == 0, "E_INVALID_ARG", "quantized forward (quant != 0) is not available on the cuda backend yet");
   DeviceGuard guard(be_.device());
   const ModelConfig& c = be_.config();
   out.argmax.assign(b.nOut, 0);

@@ -41,8 +41,8 @@ class CudaContext : public BackendContext {
     int o0, o1;      // indices into b.outRows
   };
   void runPiece(const Batch& b, const Piece& p, ForwardResult& out, bool graph);
-  void enqueue(int maxTokens, const uint8_t* skip, bool withHead, int attnGridX);
-  cudaGraphExec_t graphFor(int bucket, const uint8_t* skip);
+  void enqueue(int maxTokens, const uint8_t* skip, int quant, bool withHead, int attnGridX);
+  cudaGraphExec_t graphFor(int bucket, const uint8_t* skip, int quant);
 
   CudaBackend& be_;
   int capacity_;

@@ -59,3 +59,25 @@ CASSPEC_HDI int ropeSourceDim(int row, int headDim) {  // packed row within the 
 CASSPEC_HDI int64_t gateUpPackedRow(int64_t f, bool up) { return ((f / 16) * 2 + (up ? 1 : 0)) * 16 + f % 16; }
 
 }  // namespace casspec::cuda
+
+// ---- int8 (quant mode kQuantInt8, mma.m16n8k32.s8) --------------------------------------------
+// Same tile idea with 32-wide k-tiles. Weights: tile (mt, kt) of 16 rows x 32 k at tile index
+// mt*KT + kt, 512 bytes: lane l's 16 bytes are its A fragment, registers {row g, k 4q..4q+3},
+// {row g+8, same k}, {row g, k 16+4q..}, {row g+8, k 16+4q..} with g = l/4, q = l%4.
+// Activations: tile (nt, kt) of 8 tokens x 32 k, 256 bytes: lane l's 8 bytes are its B fragment,
+// {token g, k 4q..4q+3}, {token g, k 16+4q..}. Four consecutive k of a token share one 32-bit word.
+constexpr int kTile8 = 32;
+CASSPEC_HDI int tiles8Of(int64_t n) { return (int)((n + kTile8 - 1) / kTile8); }
+
+// Byte offset of int8 weight (m, k) in a packed matrix with KT 32-wide k-tiles.
+CASSPEC_HDI size_t packedA8(int64_t m, int64_t k, int KT) {
+  const int lane = (int)(m & 7) * 4 + (int)((k & 15) >> 2);
+  const int reg = (int)((k >> 4) & 1) * 2 + (int)((m >> 3) & 1);
+  return ((size_t)((m >> 4) * KT + (k >> 5)) * 32 + lane) * 16 + reg * 4 + (k & 3);
+}
+
+// Byte offset of int8 activation (token t, k) in a packed input with KT 32-wide k-tiles.
+CASSPEC_HDI size_t packedB8(int64_t t, int64_t k, int KT) {
+  const int lane = (int)(t & 7) * 4 + (int)((k & 15) >> 2);
+  return ((size_t)((t >> 3) * KT + (k >> 5)) * 32 + lane) * 8 + ((k >> 4) & 1) * 4 + (k & 3);
+}

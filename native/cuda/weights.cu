@@ -53,6 +53,28 @@ __global__ void fillRowsKernel(uint64_t seed, int index, int rows, int K, RowDes
   }
 }
 
+// One warp per source row: absmax, scale = absmax / 127, codes (as quantizeRow, native/cpu/quant.cpp).
+__global__ void quantRowsKernel(const void* src, DType srcType, int64_t row0, int rows, int K, RowDest d, bool dummy,
+                                uint64_t seed, int index) {
+  const int i = (int)((blockIdx.x * (size_t)blockDim.x + threadIdx.x) / 32), lane = threadIdx.x & 31;
+  if (i >= rows) return;
+  auto value = [&](int64_t k) {
+    const size_t e = (size_t)i * K + k;
+    return dummy ? dummyWeight(seed, index, e, false) : srcValue(src, srcType, e);
+  };
+  float m = 0.f;
+  for (int k = lane; k < K; k += 32) m = fmaxf(m, fabsf(value(k)));
+  for (int s = 16; s >= 1; s >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, s));
+  const float scale = __fdiv_rn(m, 127.f);
+  const int64_t row = d.rowOffset + mapRow(row0 + i, d);
+  if (lane == 0) d.scale[row] = scale;
+  int8_t* dst = static_cast<int8_t*>(d.dst);
+  for (int k = lane; k < K; k += 32) {
+    const float c = scale > 0.f ? rintf(__fdiv_rn(value(k), scale)) : 0.f;
+    dst[packedA8(row, k, d.KT)] = (int8_t)fminf(127.f, fmaxf(-127.f, c));
+  }
+}
+
 __global__ void vectorKernel(const void* src, DType t, int n, float* dst) {
   for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) dst[i] = srcValue(src, t, i);
 }
@@ -79,6 +101,16 @@ void launchFillRows(uint64_t seed, int index, int rows, int K, const RowDest& d,
     launchKernel(fillRowsKernel<__nv_bfloat16>, g, dim3(256), 0, stream, false, "fillRowsKernel", seed, index, rows, K, d);
   else
     launchKernel(fillRowsKernel<__half>, g, dim3(256), 0, stream, false, "fillRowsKernel", seed, index, rows, K, d);
+}
+
+void launchQuantRows(const void* src, DType srcType, int64_t row0, int rows, int K, const RowDest& d, cudaStream_t stream) {
+  launchKernel(quantRowsKernel, gridFor((size_t)rows * 32), dim3(256), 0, stream, false, "quantRowsKernel", src, srcType, row0,
+               rows, K, d, false, (uint64_t)0, 0);
+}
+
+void launchQuantFillRows(uint64_t seed, int index, int rows, int K, const RowDest& d, cudaStream_t stream) {
+  launchKernel(quantRowsKernel, gridFor((size_t)rows * 32), dim3(256), 0, stream, false, "quantRowsKernel", (const void*)nullptr,
+               DType::F32, (int64_t)0, rows, K, d, true, seed, index);
 }
 
 void launchVectorToF32(const void* src, DType srcType, int n, float* dst, cudaStream_t stream) {

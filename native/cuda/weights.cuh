@@ -24,6 +24,22 @@ struct PackedMatrix {
   const void* data() const { return buf.get(); }
 };
 
+// An int8 copy of a projection (quant mode kQuantInt8): packed A8 tiles (layout.cuh) and one fp32
+// scale per packed row. Same row maps as the 16-bit matrix, so the same epilogues apply.
+struct Q8Matrix {
+  DeviceBuffer buf, scale;
+  int M = 0, K = 0, MT = 0, KT = 0;
+  void allocate(int rows, int cols, const char* what) {
+    M = rows;
+    K = cols;
+    MT = (rows + 15) / 16;
+    KT = (cols + 31) / 32;
+    buf.allocate((size_t)MT * KT * 512, what);
+    scale.allocate((size_t)MT * 16 * 4, what);
+  }
+  int64_t bytes() const { return (int64_t)buf.bytes() + (int64_t)scale.bytes(); }
+};
+
 enum class RowMap : int {
   Identity = 0,
   Rope = 1,    // rows are heads of `param` dims: RoPE pair order (layout.cuh)
@@ -37,6 +53,7 @@ struct RowDest {
   int64_t rowOffset = 0;  // packed row of source row 0 (after the map)
   RowMap map = RowMap::Identity;
   int param = 0;
+  float* scale = nullptr;  // int8 destinations: per packed row
 };
 
 // Source rows [row0, row0 + rows) of a [* x K] tensor (data already on the device, in `src`
@@ -45,6 +62,11 @@ void launchPackRows(const void* src, DType srcType, int64_t row0, int rows, int 
                     cudaStream_t stream);
 // Dummy weights (dummy.h) of tensor `index` directly into the packed matrix: no host traffic.
 void launchFillRows(uint64_t seed, int index, int rows, int K, const RowDest& d, bool bf16, cudaStream_t stream);
+// The int8 copy of the same rows (d: a Q8Matrix's data, KT and scale), quantized per row from the
+// source values (or the dummy values) themselves, exactly as native/cpu/quant.cpp does, so both
+// backends hold identical int8 weights.
+void launchQuantRows(const void* src, DType srcType, int64_t row0, int rows, int K, const RowDest& d, cudaStream_t stream);
+void launchQuantFillRows(uint64_t seed, int index, int rows, int K, const RowDest& d, cudaStream_t stream);
 // fp32 vector from a source tensor on the device.
 void launchVectorToF32(const void* src, DType srcType, int n, float* dst, cudaStream_t stream);
 

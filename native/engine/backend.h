@@ -26,7 +26,7 @@ struct Batch {
   // skip[2*l] != 0: skip the attention sub-layer of layer l; skip[2*l+1] != 0: skip its MLP.
   // A skipped attention sub-layer writes no KV for these tokens at layer l.
   const uint8_t* skip = nullptr;  // [2*layers], never null
-  int quant = 0;                  // 0 = full precision; other modes are backend-specific draft variants
+  int quant = 0;                  // kQuantNone or kQuantInt8 (checked by the engine against the load option)
   // Rows whose outputs are wanted (indices into the batch, ascending). Other rows still write KV.
   const int32_t* outRows = nullptr;
   int nOut = 0;
@@ -35,6 +35,15 @@ struct Batch {
 };
 
 constexpr int kMaxTopK = 16;
+
+// Quant modes of a forward (Batch::quant), a draft variant's only: the full model verifies.
+// kQuantInt8 ("W8A8"): the 7 projections of every layer (q, k, v, o, gate, up, down) multiply int8
+// weights (per output row: scale = absmax/127, round to nearest even, clamp to +-127) by int8
+// activations (the same per token over the K inputs) with exact int32 sums, then
+// y = float(sum) * (sx * sw). Embedding, norms, RoPE, attention, residual and LM head are unchanged.
+// Its weights are a second copy made at load time, only when BackendOptions::quantWeights asks.
+constexpr int kQuantNone = 0;
+constexpr int kQuantInt8 = 1;
 
 struct ForwardResult {
   std::vector<int32_t> argmax;    // [nOut]; ties broken towards the lower id
@@ -65,6 +74,8 @@ class Backend {
   // Capacity: number of KV slots (committed prefix + pending tree tokens).
   virtual std::unique_ptr<BackendContext> newContext(int capacity) = 0;
   virtual int64_t weightBytes() const = 0;
+  // Bytes of the quantized weight copy (0 when BackendOptions::quantWeights was kQuantNone).
+  virtual int64_t quantBytes() const = 0;
   virtual int64_t kvBytesPerSlot() const = 0;
 };
 
@@ -73,6 +84,7 @@ struct BackendOptions {
   int threads = 0;           // cpu: 0 = hardware concurrency
   int device = 0;            // cuda device ordinal
   DType weightDType = DType::BF16;  // cuda: storage type for weights (F16 or BF16)
+  int quantWeights = kQuantNone;    // kQuantInt8: also keep the int8 copy a kQuantInt8 forward needs
 };
 
 std::unique_ptr<Backend> makeCpuBackend(const ModelConfig& c, const BackendOptions& o);

@@ -34,7 +34,10 @@ void Context::forward(const ForwardArgs& a, ForwardResult& out) {
   require(a.skip.empty() || a.skip.size() == (size_t)(2 * c.layers), "E_INVALID_ARG",
           "skip plan must have 2 entries per layer (" + std::to_string(2 * c.layers) + "), got " + std::to_string(a.skip.size()));
   require(a.topk >= 0 && a.topk <= kMaxTopK, "E_INVALID_ARG", "topk must be in 0.." + std::to_string(kMaxTopK));
-  require(a.quant >= 0, "E_INVALID_ARG", "quant mode must be >= 0");
+  require(a.quant == kQuantNone || a.quant == kQuantInt8, "E_INVALID_ARG",
+          "quant mode must be 0 (full precision) or 1 (int8), got " + std::to_string(a.quant));
+  require(a.quant == kQuantNone || model_->quantWeights() == a.quant, "E_INVALID_ARG",
+          "quant mode " + std::to_string(a.quant) + " needs the model loaded with its quantized weights (draftQuant: 'int8')");
   for (size_t r = 0; r < a.outRows.size(); ++r)
     require(a.outRows[r] >= 0 && a.outRows[r] < n && (r == 0 || a.outRows[r] > a.outRows[r - 1]), "E_INVALID_ARG",
             "outRows must be ascending indices into the batch");

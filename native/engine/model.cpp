@@ -8,6 +8,9 @@ Model::Model(const ModelConfig& c, const BackendOptions& o) : config_(c) {
   config_.validate();
   specs_ = tensorSpecs(config_);
   loaded_.assign(specs_.size(), false);
+  require(o.quantWeights == kQuantNone || o.quantWeights == kQuantInt8, "E_INVALID_ARG",
+          "quantWeights must be 0 (none) or 1 (int8), got " + std::to_string(o.quantWeights));
+  quantWeights_ = o.quantWeights;
   if (o.kind == "cpu") {
     backend_ = makeCpuBackend(config_, o);
   } else if (o.kind == "cuda") {

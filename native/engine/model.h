@@ -19,6 +19,8 @@ class Model : public std::enable_shared_from_this<Model> {
   const ModelConfig& config() const { return config_; }
   const std::vector<TensorSpec>& specs() const { return specs_; }
   Backend& backend() { return *backend_; }
+  // The quant mode whose weights were made at load time (BackendOptions::quantWeights).
+  int quantWeights() const { return quantWeights_; }
 
   // name: HF tensor name; shape/dtype: as found in the file. Validates against the spec.
   void setTensor(const std::string& name, DType dtype, const std::vector<int64_t>& shape, const void* data, size_t bytes);
@@ -34,6 +36,7 @@ class Model : public std::enable_shared_from_this<Model> {
   std::vector<TensorSpec> specs_;
   std::vector<bool> loaded_;
   std::unique_ptr<Backend> backend_;
+  int quantWeights_ = kQuantNone;
   std::mutex computeMutex_;
 };
 

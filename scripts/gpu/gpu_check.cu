@@ -10,6 +10,13 @@
 // --bench: forward time for n = 1..64 at cache length 512 and 2048 (dummy Llama-2-7B shape in fp16
 //          and the pycode-small shape), the bandwidth floor measured in the same run, 7B prefill
 //          TFLOP/s against a bf16 mma.sync GEMM measured in the same run.
+// --linear: only the two matrix-kernel implementations (linear.cuh: LinearImpl): every linear shape
+//          of the 7B and pycode-small models run with both and compared bitwise (kernel level and
+//          whole forwards), the batch-invariance checks under the bulk kernel, and a short table of
+//          7B fp16 forward times (ctx 512, n = 1/8/32) per implementation against the bandwidth
+//          floor. (--check and --bench include these parts too.)
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -24,11 +31,14 @@
 #include <memory>
 #include <random>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "../../native/cuda/cuda_backend.cuh"
 #include "../../native/cuda/cuda_context.cuh"
+#include "../../native/cuda/linear.cuh"
+#include "../../native/cuda/params.cuh"
 #include "../../native/engine/context.h"
 #include "../../native/engine/dummy.h"
 #include "../../native/engine/errors.h"
@@ -657,20 +667,300 @@ static std::string variant(const ModelConfig& cfg, DType wdt, const char* env, c
   return r;
 }
 
+// ---------------------------------------------------------------- matrix kernel implementations
+// The register-ring kernel and the bulk-copy kernel (linear.cuh) must give the same bits.
+static const char* implName(const cuda::LinearImpl& im) {
+  static char buf[32];
+  if (!im.bulk) return "regs";
+  if (im.stages == 0) return "bulk";
+  std::snprintf(buf, sizeof buf, "bulk:%d", im.stages);
+  return buf;
+}
+static cuda::LinearImpl implRegs() { return cuda::LinearImpl{}; }
+static cuda::LinearImpl implBulk(int stages = 0) {
+  cuda::LinearImpl im;
+  im.bulk = true;
+  im.stages = stages;
+  return im;
+}
+// Restores the process-wide implementation on scope exit.
+struct ImplScope {
+  cuda::LinearImpl saved = cuda::linearImpl();
+  explicit ImplScope(const cuda::LinearImpl& im) { cuda::setLinearImpl(im); }
+  ~ImplScope() { cuda::setLinearImpl(saved); }
+};
+
+// Same rule as cuda_context.cu (n-tiles per block for a launch of up to n tokens).
+static int ntbForTokens(int n) { return n <= 8 ? 1 : n <= 16 ? 2 : n <= 32 ? 4 : 8; }
+
+__global__ void fillRandomHalf(uint16_t* p, size_t n, uint32_t seed, bool bf16, float scale) {
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+    uint32_t h = (uint32_t)i * 2654435761u ^ seed;
+    h ^= h >> 15, h *= 2246822519u, h ^= h >> 13, h *= 3266489917u, h ^= h >> 16;
+    const float v = ((float)(h >> 8) * (1.0f / 16777216.0f) * 2.0f - 1.0f) * scale;
+    p[i] = bf16 ? __bfloat16_as_ushort(__float2bfloat16_rn(v)) : __half_as_ushort(__float2half_rn(v));
+  }
+}
+__global__ void fillRandomFloat(float* p, size_t n, uint32_t seed, float lo, float hi) {
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+    uint32_t h = (uint32_t)i * 2246822519u ^ seed;
+    h ^= h >> 15, h *= 2654435761u, h ^= h >> 13, h *= 3266489917u, h ^= h >> 16;
+    p[i] = lo + (hi - lo) * ((float)(h >> 8) * (1.0f / 16777216.0f));
+  }
+}
+
+struct DevMem {  // minimal owning device allocation for the kernel-level test
+  void* p = nullptr;
+  explicit DevMem(size_t bytes) {
+    if (cudaMalloc(&p, std::max<size_t>(bytes, 16)) != cudaSuccess) throw std::runtime_error("cudaMalloc failed");
+    cudaMemset(p, 0, std::max<size_t>(bytes, 16));
+  }
+  ~DevMem() { cudaFree(p); }
+  template <class T> T* as() const { return static_cast<T*>(p); }
+};
+
+// One matrix shape, launched directly (no model): random packed weights, random packed B or fp32
+// x (fused RMSNorm), residual epilogue into a zeroed output; for n = 1..32 tokens and both B
+// sources, every implementation's output must equal the register kernel's bit for bit. Several
+// ring depths (1 slot: the barrier phase flips every chunk; 8: beyond the 3-blocks-per-SM budget)
+// check that the pipeline depth never changes a bit.
+static void linearShapeBitwise(const std::string& label, int M, int K, bool bf16) {
+  const int MT = (M + 15) / 16, KT = (K + 15) / 16, S = cuda::chooseSplits(MT, KT);
+  const int maxTok = 32;
+  DevMem w((size_t)MT * KT * 512), bp((size_t)(maxTok / 8) * KT * 512), x((size_t)maxTok * K * 4), nw((size_t)K * 4);
+  DevMem out((size_t)maxTok * M * 4), ws(cuda::linearWorkspaceBytes(MT, S, maxTok)),
+      cnt((size_t)cuda::linearCounters(MT, maxTok / 8) * 4);
+  const uint32_t seed = (uint32_t)(M * 31 + K);
+  fillRandomHalf<<<1024, 256>>>(w.as<uint16_t>(), (size_t)MT * KT * 256, seed, bf16, 0.05f);
+  fillRandomHalf<<<256, 256>>>(bp.as<uint16_t>(), (size_t)(maxTok / 8) * KT * 256, seed + 1, bf16, 1.0f);
+  fillRandomFloat<<<256, 256>>>(x.as<float>(), (size_t)maxTok * K, seed + 2, -2.f, 2.f);
+  fillRandomFloat<<<64, 256>>>(nw.as<float>(), (size_t)K, seed + 3, 0.5f, 1.5f);
+  CK(cudaGetLastError());
+  // Parameter block: only n / nOut / outRows matter for the residual epilogue.
+  std::vector<int32_t> hp(cuda::kP_headerSize + 4 * maxTok + 1, 0);
+  DevMem params(hp.size() * 4);
+  std::vector<cuda::LinearImpl> impls = {implRegs(), implBulk(), implBulk(1), implBulk(3), implBulk(8)};
+  int bad = 0, runs = 0;
+  double mag = 0;
+  for (int n : {1, 3, 8, 12, 16, 20, 32}) {
+    hp[cuda::kP_n] = n, hp[cuda::kP_nOut] = n, hp[cuda::kP_topk] = 0;
+    int o = cuda::kP_headerSize;
+    for (int f : {cuda::kP_tokens, cuda::kP_slots, cuda::kP_positions, cuda::kP_ancOffsets, cuda::kP_ancSlots}) hp[f] = o;
+    hp[cuda::kP_outRows] = o;
+    for (int i = 0; i < n; ++i) hp[o + i] = i;
+    CK(cudaMemcpy(params.p, hp.data(), hp.size() * 4, cudaMemcpyHostToDevice));
+    const int ntb = ntbForTokens(n), groups = (n + ntb * 8 - 1) / (ntb * 8);
+    for (int src = 0; src < 2; ++src) {
+      std::vector<float> ref;
+      for (const cuda::LinearImpl& im : impls) {
+        ImplScope scope(im);
+        cuda::LinArgs a;
+        a.w = w.p, a.M = M, a.K = K, a.MT = MT, a.KT = KT, a.S = S, a.params = params.as<int32_t>();
+        a.bsrc = src ? cuda::BSource::Norm : cuda::BSource::Packed;
+        a.bPacked = bp.p, a.x = x.as<float>(), a.ldx = K, a.normW = nw.as<float>(), a.eps = 1e-5f;
+        a.ws = ws.as<float>(), a.counters = cnt.as<int>(), a.epi = cuda::Epilogue::Residual, a.resid = out.as<float>();
+        CK(cudaMemset(out.p, 0, (size_t)maxTok * M * 4));
+        cuda::launchLinear(a, ntb, groups, bf16, /*pdl=*/false, 0);
+        CK(cudaDeviceSynchronize());
+        std::vector<float> got((size_t)n * M);
+        CK(cudaMemcpy(got.data(), out.p, got.size() * 4, cudaMemcpyDeviceToHost));
+        ++runs;
+        if (ref.empty()) {
+          ref = got;
+          for (float v : got) mag = std::max(mag, (double)std::fabs(v));
+        } else if (!sameBits(got.data(), ref.data(), (int)got.size())) {
+          ++bad;
+          LOG("  FAIL detail: %s %dx%d n=%d %s: %s differs from regs\n", label.c_str(), M, K, n, src ? "norm" : "packed",
+              implName(im));
+        }
+      }
+    }
+  }
+  LOG("  %-26s %5d x %5d (%s, S=%2d): %d launches, %d differ from the register kernel (max |y| %.3g)\n", label.c_str(), M, K,
+      bf16 ? "bf16" : "f16", S, runs, bad, mag);
+  check(bad == 0, label + ": bulk kernel output differs from the register kernel");
+  check(mag > 0 && std::isfinite(mag), label + ": matrix test produced no output");
+}
+
+// Every linear shape of a model config (qkv, o, gate/up, down, lm head as the backend packs them).
+static void linearShapesBitwise(const std::string& label, const ModelConfig& c, bool bf16) {
+  const int Fp = (c.ffn + 15) / 16 * 16;
+  linearShapeBitwise(label + " qkv", c.qDim() + 2 * c.kvDim(), c.hidden, bf16);
+  linearShapeBitwise(label + " o", c.hidden, c.qDim(), bf16);
+  linearShapeBitwise(label + " gate/up", 2 * Fp, c.hidden, bf16);
+  linearShapeBitwise(label + " down", c.hidden, c.ffn, bf16);
+  linearShapeBitwise(label + " lm head", c.vocab, c.hidden, bf16);
+}
+
+// Whole forwards (every epilogue: RoPE + KV write, residual, SwiGLU, logits; fused norm and packed
+// B): one context per implementation on the same weights, random trees of n tokens after a
+// committed prefix; logits must be bitwise equal.
+static void forwardBitwise(const std::string& label, const ModelConfig& cfg, DType wdt, int prefix) {
+  auto m = makeModel(cfg, "cuda", wdt);
+  m->fillDummy(17);
+  const int V = cfg.vocab;
+  std::mt19937 rng(99);
+  std::vector<int32_t> pre(prefix);
+  for (int& t : pre) t = (int32_t)(rng() % V);
+  const cuda::LinearImpl impls[2] = {implRegs(), implBulk()};
+  std::unique_ptr<Context> ctx[2];
+  for (int i = 0; i < 2; ++i) {
+    ImplScope scope(impls[i]);
+    ctx[i] = std::make_unique<Context>(m, prefix + 80);
+    if (prefix > 0) {
+      chain(*ctx[i], pre);
+      commitChain(*ctx[i], prefix);
+    }
+  }
+  int bad = 0, rows = 0;
+  std::string sizes;
+  for (int n : {1, 2, 5, 8, 13, 16, 24, 32}) {
+    Tree t = randomTree(n, V, rng);
+    std::vector<int32_t> slots, par;
+    for (int i = 0; i < n; ++i) {
+      slots.push_back(prefix + i);
+      par.push_back(t.parent[i] < 0 ? -1 : prefix + t.parent[i]);
+    }
+    Out o[2];
+    for (int i = 0; i < 2; ++i) {
+      ImplScope scope(impls[i]);
+      o[i] = fwd(*ctx[i], t.tokens, slots, par);
+      ctx[i]->truncate(prefix);
+    }
+    int b = 0;
+    for (int r = 0; r < n; ++r) b += !sameBits(&o[0].logits[(size_t)r * V], &o[1].logits[(size_t)r * V], V);
+    bad += b, rows += n;
+    if (b) sizes += " n=" + std::to_string(n);
+  }
+  LOG("  %-34s prefix %d, trees of 1..32: %d/%d logit rows differ between regs and bulk%s\n", label.c_str(), prefix, bad, rows,
+      sizes.c_str());
+  check(bad == 0, label + ": forward logits differ between the register and bulk matrix kernels");
+}
+
+// All the checks of the bulk kernel: kernel level, forward level, invariance under it.
+static void linearImplChecks(bool quick) {
+  LOG("== matrix kernels: bulk-copy pipeline vs register ring (bitwise) ==\n");
+  cuda::linearPrepare();  // shared-memory limits (a backend does this; the kernel-level test runs without one)
+  if (quick) {
+    linearShapeBitwise("tiny qkv", 128, 64, true);
+    linearShapeBitwise("tiny down", 64, 100, false);
+    forwardBitwise("tiny shape bf16", tinyConfig(), DType::BF16, 21);
+    ImplScope scope(implBulk());
+    auto tiny = makeModel(tinyConfig(), "cuda");
+    tiny->fillDummy(5);
+    invariance("tiny bf16 [bulk]", *tiny, 37, 1);
+    return;
+  }
+  linearShapesBitwise("7B", llama7bConfig(), false);
+  linearShapesBitwise("7B", llama7bConfig(), true);
+  linearShapesBitwise("pycode-small", smallConfig(), true);
+  linearShapesBitwise("pycode-small", smallConfig(), false);
+  linearShapesBitwise("tiny", tinyConfig(), true);
+  forwardBitwise("dummy tiny shape bf16", tinyConfig(), DType::BF16, 21);
+  forwardBitwise("dummy pycode-small shape bf16", smallConfig(), DType::BF16, 100);
+  forwardBitwise("dummy 7B shape f16", llama7bConfig(), DType::F16, 40);
+  LOG("  batch invariance with CASSPEC_CUDA_LINEAR=bulk:\n");
+  ImplScope scope(implBulk());
+  auto tiny = makeModel(tinyConfig(), "cuda");
+  tiny->fillDummy(5);
+  invariance("tiny bf16 [bulk]", *tiny, 37, 1);
+  auto tiny16 = makeModel(tinyConfig(), "cuda", DType::F16);
+  tiny16->fillDummy(5);
+  invariance("tiny f16 [bulk]", *tiny16, 150, 2);
+  auto small = makeModel(smallConfig(), "cuda");
+  small->fillDummy(9);
+  invariance("pycode-small [bulk]", *small, 37, 4);
+  setenv("CASSPEC_CUDA_KV", "half", 1);
+  auto smallH = makeModel(smallConfig(), "cuda");
+  unsetenv("CASSPEC_CUDA_KV");
+  smallH->fillDummy(9);
+  invariance("pycode-small bf16 KV [bulk]", *smallH, 130, 6);
+}
+
+// 7B fp16 dummy at ctx 512, n = 1/8/32, per implementation, against the bandwidth floor. A fresh
+// context per implementation (graphs are captured per context, with the implementation current
+// at capture).
+static std::vector<std::string> linearBench(double bw) {
+  std::vector<std::string> lines;
+  const ModelConfig cfg = llama7bConfig();
+  auto m = makeModel(cfg, "cuda", DType::F16);
+  m->fillDummy(1);
+  const double floorMs = (double)m->backend().weightBytes() / bw * 1e3;
+  const std::vector<cuda::LinearImpl> impls = {implRegs(), implBulk(), implBulk(3), implBulk(4)};
+  // Launch shapes: blocks per SM must be 3 for chooseSplits' one-wave grids.
+  std::string occ = "launch shapes (ntb x B source: ring slots, smem, blocks/SM):";
+  for (const cuda::LinearImpl& im : impls)
+    for (int ntb : {1, 2, 4})
+      for (int packed = 0; packed < 2; ++packed) {
+        if (!im.bulk && packed == 0) continue;
+        const cuda::LinearLaunchInfo li = cuda::linearLaunchInfo(ntb, false, packed, im);
+        char buf[96];
+        std::snprintf(buf, sizeof buf, " %s ntb%d %s: %d, %.1f KB, %d;", implName(im), ntb, packed ? "packed" : "norm", li.stages,
+                      li.smemBytes / 1024.0, li.blocksPerSm);
+        occ += buf;
+      }
+  LOG("  %s\n", occ.c_str());
+  struct R {
+    std::string impl;
+    int n;
+    double ms;
+  };
+  std::vector<R> rs;
+  for (const cuda::LinearImpl& im : impls) {
+    ImplScope scope(im);
+    auto bctx = m->backend().newContext(512 + 64 + 16);
+    auto* cctx = dynamic_cast<cuda::CudaContext*>(bctx.get());
+    std::mt19937 rng(42);
+    prefillRaw(*bctx, 512, cfg.vocab, cfg.layers, rng);
+    for (int n : {1, 8, 32}) {
+      RawBatch rb;
+      rb.build(512, n == 1 ? chainParents(1) : treeParents(n, rng), cfg.vocab, cfg.layers, rng, false);
+      const Timing t = timeForward(*cctx, rb.b, 25);
+      rs.push_back({implName(im), n, t.deviceMs});
+      LOG("  7B f16 ctx 512 %-7s n %2d: device %.3f ms (host %.3f)\n", implName(im), n, t.deviceMs, t.hostMs);
+    }
+    if (!im.bulk || im.stages == 0) {  // per-kernel profile of the default of each kind
+      RawBatch rb;
+      rb.build(512, chainParents(1), cfg.vocab, cfg.layers, rng, false);
+      lines.push_back(std::string(implName(im)) + " " + profileRun(*cctx, rb.b, "7B f16 ctx 512 n 1"));
+      LOG("  %s\n", lines.back().c_str());
+    }
+  }
+  char buf[256];
+  std::snprintf(buf, sizeof buf, "\n7B fp16 (dummy), ctx 512: weight bytes %.3f GB, copy bandwidth %.0f GB/s -> floor %.3f ms\n",
+                m->backend().weightBytes() / 1e9, bw / 1e9, floorMs);
+  std::string table = buf;
+  table += "| matrix kernel | n | device ms | % of floor | vs regs |\n|---|---|---|---|---|\n";
+  for (const R& r : rs) {
+    double base = 0;
+    for (const R& q : rs)
+      if (q.impl == "regs" && q.n == r.n) base = q.ms;
+    std::snprintf(buf, sizeof buf, "| %s | %d | %.3f | %.0f%% | %.3fx |\n", r.impl.c_str(), r.n, r.ms, 100.0 * floorMs / r.ms,
+                  r.ms / base);
+    table += buf;
+  }
+  lines.push_back(table);
+  return lines;
+}
+
 // ---------------------------------------------------------------- main
 int main(int argc, char** argv) {
-  bool doCheck = false, doBench = false, quick = false;
+  bool doCheck = false, doBench = false, quick = false, doLinear = false;
   std::string models = ".gpubin/models", outDir = ".";
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--check") doCheck = true;
     if (a == "--bench") doBench = true;
     if (a == "--quick") quick = doCheck = true;  // tiny shape only (for compute-sanitizer)
+    if (a == "--linear") doLinear = true;        // bulk vs register matrix kernel: checks + short bench
     if (a == "--models" && i + 1 < argc) models = argv[++i];
     if (a == "--out" && i + 1 < argc) outDir = argv[++i];
   }
-  if (!doCheck && !doBench) doCheck = doBench = true;
-  gLog = std::fopen((outDir + (quick ? "/quick.log" : doBench && !doCheck ? "/bench.log" : "/check.log")).c_str(), "w");
+  if (!doCheck && !doBench && !doLinear) doCheck = doBench = true;
+  gLog = std::fopen(
+      (outDir + (quick ? "/quick.log" : doLinear && !doCheck && !doBench ? "/linear.log" : doBench && !doCheck ? "/bench.log" : "/check.log"))
+          .c_str(),
+      "w");
   if (!gLog) gLog = stdout;
   std::string why;
   const bool usable = cudaUsable(why);
@@ -678,6 +968,14 @@ int main(int argc, char** argv) {
   if (!usable) return 1;
 
   try {
+    if (doLinear && !doCheck) {
+      linearImplChecks(false);
+      LOG("== checks: %d, failures: %d ==\n", gChecks, gFailures);
+      if (!doBench) {
+        const double bw = copyBandwidth();
+        for (const std::string& l : linearBench(bw)) LOG("%s\n", l.c_str());
+      }
+    }
     if (doCheck) {
       LOG("== CUDA vs CPU reference ==\n");
       for (int which = 0; which < (quick ? 1 : 2); ++which) {
@@ -737,6 +1035,7 @@ int main(int argc, char** argv) {
         tiny->fillDummy(5);
         invariance("tiny bf16", *tiny, 37, 1);
         if (quick) {
+          linearImplChecks(true);
           LOG("== checks: %d, failures: %d ==\nRESULT: %s\n", gChecks, gFailures, gFailures ? "FAIL" : "PASS");
           return gFailures ? 1 : 0;
         }
@@ -757,6 +1056,7 @@ int main(int argc, char** argv) {
         invariance("pycode-small shape, bf16 KV", *smallH, 130, 6);
         longForward("pycode-small shape, bf16 KV", *smallH, 600);
       }
+      linearImplChecks(false);
       LOG("== checks: %d, failures: %d ==\n", gChecks, gFailures);
     }
 
@@ -856,6 +1156,8 @@ int main(int argc, char** argv) {
       }
       for (const std::string& e : extra) LOG("%s\n", e.c_str());
       LOG("copy bandwidth %.0f GB/s; mma.sync bf16 GEMM peak %.0f TFLOP/s\n", bw / 1e9, peak / 1e12);
+      LOG("== matrix kernels: register ring vs bulk-copy pipeline ==\n");
+      for (const std::string& l : linearBench(bw)) LOG("%s\n", l.c_str());
     }
   } catch (const Error& e) {
     LOG("ERROR %s: %s\n", e.code.c_str(), e.what());

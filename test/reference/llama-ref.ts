@@ -25,7 +25,7 @@ function get(w: RefWeights, name: string): Float64Array {
 }
 
 /** y[r] = sum_i W[r, i] x[i] for W of shape [rows, x.length]. */
-function linear(W: Float64Array, x: Float64Array, rows: number): Float64Array {
+export function linear(W: Float64Array, x: Float64Array, rows: number): Float64Array {
   const n = x.length;
   const y = new Float64Array(rows);
   for (let r = 0; r < rows; r++) {
@@ -57,11 +57,16 @@ function rope(v: Float64Array, heads: number, d: number, pos: number, theta: num
   }
 }
 
+/** How a layer's projection (q, k, v, o, gate, up, down; not the LM head) is computed. */
+export type Projection = (name: string, W: Float64Array, x: Float64Array, rows: number) => Float64Array;
+
 /**
  * Logits at every position of `tokens`. skip: 2 entries per layer ([attn0, mlp0, attn1, ...]),
- * non-zero skips that sub-layer (the residual stream passes through unchanged).
+ * non-zero skips that sub-layer (the residual stream passes through unchanged). project: the
+ * layer projections (default: exact linear), e.g. a quantized one.
  */
-export function refForward(c: RefConfig, w: RefWeights, tokens: number[], skip?: ArrayLike<number>): Float64Array[] {
+export function refForward(c: RefConfig, w: RefWeights, tokens: number[], skip?: ArrayLike<number>, project?: Projection): Float64Array[] {
+  const proj = (name: string, x: Float64Array, rows: number) => (project ? project(name, get(w, name), x, rows) : linear(get(w, name), x, rows));
   const H = c.hiddenSize, D = c.headDim, n = tokens.length;
   const embed = get(w, 'model.embed_tokens.weight');
   const x: Float64Array[] = tokens.map((t) => embed.slice(t * H, (t + 1) * H));
@@ -72,13 +77,13 @@ export function refForward(c: RefConfig, w: RefWeights, tokens: number[], skip?:
       const qs: Float64Array[] = [], ks: Float64Array[] = [], vs: Float64Array[] = [];
       for (let t = 0; t < n; t++) {
         const xn = rmsNorm(x[t], get(w, p + 'input_layernorm.weight'), c.rmsNormEps);
-        const q = linear(get(w, p + 'self_attn.q_proj.weight'), xn, c.numHeads * D);
-        const k = linear(get(w, p + 'self_attn.k_proj.weight'), xn, c.numKvHeads * D);
+        const q = proj(p + 'self_attn.q_proj.weight', xn, c.numHeads * D);
+        const k = proj(p + 'self_attn.k_proj.weight', xn, c.numKvHeads * D);
         rope(q, c.numHeads, D, t, c.ropeTheta);
         rope(k, c.numKvHeads, D, t, c.ropeTheta);
         qs.push(q);
         ks.push(k);
-        vs.push(linear(get(w, p + 'self_attn.v_proj.weight'), xn, c.numKvHeads * D));
+        vs.push(proj(p + 'self_attn.v_proj.weight', xn, c.numKvHeads * D));
       }
       const group = c.numHeads / c.numKvHeads;
       for (let t = 0; t < n; t++) {
@@ -97,17 +102,17 @@ export function refForward(c: RefConfig, w: RefWeights, tokens: number[], skip?:
           for (let j = 0; j <= t; j++)
             for (let d = 0; d < D; d++) att[h * D + d] += (e[j] / sum) * vs[j][kvh * D + d];
         }
-        const o = linear(get(w, p + 'self_attn.o_proj.weight'), att, H);
+        const o = proj(p + 'self_attn.o_proj.weight', att, H);
         for (let i = 0; i < H; i++) x[t][i] += o[i];
       }
     }
     if (!skip?.[2 * l + 1]) {
       for (let t = 0; t < n; t++) {
         const xn = rmsNorm(x[t], get(w, p + 'post_attention_layernorm.weight'), c.rmsNormEps);
-        const g = linear(get(w, p + 'mlp.gate_proj.weight'), xn, c.intermediateSize);
-        const u = linear(get(w, p + 'mlp.up_proj.weight'), xn, c.intermediateSize);
+        const g = proj(p + 'mlp.gate_proj.weight', xn, c.intermediateSize);
+        const u = proj(p + 'mlp.up_proj.weight', xn, c.intermediateSize);
         const h = g.map((gi, i) => (gi / (1 + Math.exp(-gi))) * u[i]);
-        const d = linear(get(w, p + 'mlp.down_proj.weight'), h, H);
+        const d = proj(p + 'mlp.down_proj.weight', h, H);
         for (let i = 0; i < H; i++) x[t][i] += d[i];
       }
     }

@@ -7,7 +7,7 @@ import { basename, dirname, resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { CasspecError } from '../errors.js';
 import { Model, type BackendChoice } from '../model.js';
-import { strategyNames } from '../decode/registry.js';
+import { isStrategyName, strategyNames } from '../decode/registry.js';
 import { llamaPreset, readLlamaConfig, type LlamaConfig } from '../loader/config.js';
 import { dummyPrompts, loadPrompts, promptsAsDummyTokens, type BenchPrompt } from './prompts.js';
 import { orderStrategies, runBench } from './run.js';
@@ -38,6 +38,10 @@ export interface BenchCliOptions {
   kernels?: boolean;
   kernelNs?: number[];
   kernelCaches?: number[];
+  /** Load option draftQuant: 'int8' keeps the int8 weights the `q1` draft variant of cas-spec runs on. */
+  draftQuant?: 'int8' | 'none';
+  /** --kernels: also time each forward in this quant mode (1 = int8 W8A8); loads its weight copy. */
+  quant?: number;
   signal?: AbortSignal;
 }
 
@@ -79,7 +83,7 @@ export async function benchCommand(o: BenchCliOptions, io: BenchIO = defaultIO()
 
   const available = strategyNames();
   const requested = o.strategies && o.strategies.length ? o.strategies : available;
-  const unknown = requested.filter((s) => !available.includes(s));
+  const unknown = requested.filter((s) => !isStrategyName(s));
   if (unknown.length)
     throw new CasspecError('E_INVALID_ARG', `unknown strateg${unknown.length === 1 ? 'y' : 'ies'} ${unknown.join(', ')} (available: ${available.join(', ')})`);
   const strategies = orderStrategies(requested);
@@ -94,7 +98,7 @@ export async function benchCommand(o: BenchCliOptions, io: BenchIO = defaultIO()
   if (prompts && o.limit !== undefined) prompts = prompts.slice(0, o.limit);
   if (prompts && prompts.length === 0) throw new CasspecError('E_INVALID_ARG', '--limit 0 leaves no prompts');
 
-  const loadOpts = { backend: o.backend ?? 'auto', contextLength: o.context, threads: o.threads, signal: o.signal };
+  const loadOpts = { backend: o.backend ?? 'auto', contextLength: o.context, threads: o.threads, draftQuant: o.draftQuant, signal: o.signal };
   const model = o.dummy
     ? await Model.loadDummy(o.dummy, { ...loadOpts, seed: o.seed ?? 0 })
     : await Model.load(o.model!, loadOpts);
@@ -145,7 +149,7 @@ export async function benchCommand(o: BenchCliOptions, io: BenchIO = defaultIO()
 async function kernelsCommand(o: BenchCliOptions, io: BenchIO): Promise<void> {
   const config = o.dummy ? (typeof o.dummy === 'string' ? llamaPreset(o.dummy) : o.dummy) : await readLlamaConfig(o.model!);
   const name = o.dummy ? dummyName(o.dummy) : basename(resolve(o.model!));
-  const { nm, reason } = await createDummyNativeModel(config, { backend: o.backend ?? 'auto', seed: o.seed, threads: o.threads });
+  const { nm, reason } = await createDummyNativeModel(config, { backend: o.backend ?? 'auto', seed: o.seed, threads: o.threads, quantWeights: o.quant });
   try {
     const info = nm.info();
     io.stderr.write(`casspec bench --kernels: ${name} shape, dummy weights, on ${deviceLabel({ backend: info.backend, name: info.device })}\n`);
@@ -154,6 +158,7 @@ async function kernelsCommand(o: BenchCliOptions, io: BenchIO): Promise<void> {
       caches: o.kernelCaches ?? DEFAULT_KERNEL_CACHES,
       warmup: o.warmup ?? 3,
       repeats: o.repeats ?? 10,
+      quant: o.quant,
       seed: o.seed,
       signal: o.signal,
       onProgress: io.stderr.isTTY ? (m) => io.stderr.write(`\r${m}\x1b[K`) : undefined,
@@ -216,6 +221,8 @@ export function registerBench(program: Command, io?: BenchIO): Command {
     .option('--kernels', 'kernel-level benchmark: forward time of n = 1..64 pending tokens at cache 512 / 2048, plain decode tok/s')
     .option('--kernel-ns <list>', `--kernels chain lengths (default ${DEFAULT_KERNEL_NS.join(',')})`, intList('--kernel-ns'))
     .option('--kernel-caches <list>', `--kernels cache lengths (default ${DEFAULT_KERNEL_CACHES.join(',')})`, intList('--kernel-caches'))
+    .option('--draft-quant <mode>', "int8: load the int8 weight copy, so cas-spec can draft with its q1 variant (default none)")
+    .option('--quant <mode>', '--kernels: also time every forward in this quant mode (1 = int8 W8A8 drafts) and its ratio to full precision', intArg('--quant', 1))
     .action(async (opts: BenchCliOptions) => {
       const ac = new AbortController();
       const onInt = () => ac.abort(new Error('interrupted'));

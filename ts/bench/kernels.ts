@@ -2,7 +2,8 @@
 // of n pending tokens on top of a prefilled cache, for n = 1..64 and cache lengths 512 / 2048
 // (the cost of verifying n draft tokens vs decoding one), plus plain decoding tokens/s
 // (forward one token, commit it, repeat). Weights are dummy values of the model's shape: timing
-// does not depend on their values.
+// does not depend on their values. With `quant` (a quant mode, e.g. 1 = int8 W8A8), every chain is
+// also timed in that mode, interleaved with the full-precision repeats.
 import { CasspecError, fromNative } from '../errors.js';
 import { native, type NativeContext, type NativeModel } from '../native.js';
 import { nativeConfigOf, type LlamaConfig } from '../loader/config.js';
@@ -22,6 +23,8 @@ export interface KernelOptions {
   repeats?: number;
   /** Tokens decoded for the plain-decoding rate (default: the headroom above the cache - 1). */
   decodeTokens?: number;
+  /** Also time each chain in this quant mode (the model must hold its weights: createDummyNativeModel's quantWeights). */
+  quant?: number;
   seed?: number;
   signal?: AbortSignal;
   onProgress?: (msg: string) => void;
@@ -35,6 +38,8 @@ export interface KernelForwardRow {
   minMs: number;
   /** ms / the n=1 median at the same cache length (verification cost relative to one decode step). */
   relToN1: number | null;
+  /** With KernelOptions.quant: median ms of the same forward in that mode. */
+  quantMs?: number;
 }
 
 export interface KernelDecodeRow {
@@ -49,13 +54,13 @@ export interface KernelResult {
   decode: KernelDecodeRow[];
   /** Cache lengths left out because they do not fit max_position_embeddings. */
   skippedCaches: number[];
-  protocol: { warmup: number; repeats: number; ns: number[]; caches: number[] };
+  protocol: { warmup: number; repeats: number; ns: number[]; caches: number[]; quant?: number };
 }
 
 /** Creates a native model of `config`'s shape filled with dummy weights, on the chosen backend. */
 export async function createDummyNativeModel(
   config: LlamaConfig,
-  opts: { backend?: 'auto' | 'cpu' | 'cuda'; seed?: number; threads?: number; device?: number },
+  opts: { backend?: 'auto' | 'cpu' | 'cuda'; seed?: number; threads?: number; device?: number; quantWeights?: number },
 ): Promise<{ nm: NativeModel; reason: string }> {
   const addon = native();
   const choice = opts.backend ?? 'auto';
@@ -69,7 +74,7 @@ export async function createDummyNativeModel(
   const weightDType = config.torchDtype === 'F16' ? 'F16' : 'BF16';
   let nm: NativeModel;
   try {
-    nm = addon.createModel(nativeConfigOf(config), { backend, threads: opts.threads, device: opts.device, weightDType });
+    nm = addon.createModel(nativeConfigOf(config), { backend, threads: opts.threads, device: opts.device, weightDType, quantWeights: opts.quantWeights });
   } catch (e) {
     throw fromNative(e);
   }
@@ -147,17 +152,28 @@ export async function runKernelBench(nm: NativeModel, config: LlamaConfig, opts:
         const c = chain(randomTokens(n), cache);
         // Re-forwarding the same pending slots with the same parents is allowed: no truncate needed
         // between repeats; truncate(cache) afterwards drops them.
-        for (let w = 0; w < warmup; w++) await call(() => ctx.forward(c));
+        const cq = { ...c, quant: opts.quant };
+        for (let w = 0; w < warmup; w++) {
+          await call(() => ctx.forward(c));
+          if (opts.quant !== undefined) await call(() => ctx.forward(cq));
+        }
         const times: number[] = [];
+        const quantTimes: number[] = [];
         for (let r = 0; r < repeats; r++) {
-          const t0 = performance.now();
+          let t0 = performance.now();
           await call(() => ctx.forward(c));
           times.push(performance.now() - t0);
+          if (opts.quant === undefined) continue;
+          t0 = performance.now();
+          await call(() => ctx.forward(cq));
+          quantTimes.push(performance.now() - t0);
         }
         await call(() => ctx.truncate(cache));
         const ms = median(times);
         if (n === 1) n1 = ms;
-        forward.push({ cache, n, ms, minMs: Math.min(...times), relToN1: Number.isFinite(n1) ? ms / n1 : null });
+        const row: KernelForwardRow = { cache, n, ms, minMs: Math.min(...times), relToN1: Number.isFinite(n1) ? ms / n1 : null };
+        if (opts.quant !== undefined) row.quantMs = median(quantTimes);
+        forward.push(row);
       }
 
       // Plain decoding: forward the pending token, commit it, feed its argmax back.
@@ -181,7 +197,7 @@ export async function runKernelBench(nm: NativeModel, config: LlamaConfig, opts:
       ctx.dispose();
     }
   }
-  return { forward, decode, skippedCaches, protocol: { warmup, repeats, ns, caches } };
+  return { forward, decode, skippedCaches, protocol: { warmup, repeats, ns, caches, quant: opts.quant } };
 }
 
 /** Table: one row per n, per cache length the median ms, µs per token and cost relative to n=1. */
@@ -189,15 +205,21 @@ export function formatKernelReport(res: KernelResult, title: string): string {
   const caches = res.protocol.caches.filter((c) => !res.skippedCaches.includes(c));
   const header = ['n'];
   const right = [true];
+  const q = res.protocol.quant;
   for (const c of caches) {
     header.push(`cache ${c}: ms`, 'us/token', 'x n=1');
     right.push(true, true, true);
+    if (q !== undefined) {
+      header.push(`quant ${q} ms`, `q${q}/full`);
+      right.push(true, true);
+    }
   }
   const rows = res.protocol.ns.map((n) => {
     const cells = [String(n)];
     for (const c of caches) {
       const r = res.forward.find((x) => x.cache === c && x.n === n);
       cells.push(r ? r.ms.toFixed(3) : '-', r ? ((r.ms * 1000) / n).toFixed(1) : '-', r?.relToN1 != null ? r.relToN1.toFixed(2) : '-');
+      if (q !== undefined) cells.push(r?.quantMs !== undefined ? r.quantMs.toFixed(3) : '-', r?.quantMs !== undefined ? (r.quantMs / r.ms).toFixed(2) : '-');
     }
     return cells;
   });

@@ -68,6 +68,40 @@ export interface PerPromptRecord {
   verifyMs: number;
   /** Prefill + first token, ms. */
   firstTokenMs: number;
+  /** cas-spec: what the router did and how well it predicted step times (first repeat). */
+  routing?: RoutingSummary;
+}
+
+export interface RoutingSummary {
+  /** Per draft source: tokens drafted, and accepted by verification. */
+  drafted: Record<string, [number, number]>;
+  actions: Record<string, number>;
+  meanTreeSize: number;
+  /** Median absolute % error of the latency model's predictions (verification, whole step, draft pass). */
+  verifyErrPct: number | null;
+  stepErrPct: number | null;
+  draftPassErrPct: number | null;
+}
+
+function routingOf(details: Record<string, unknown> | undefined): RoutingSummary | undefined {
+  const d = details as
+    | {
+        variants?: Record<string, { drafted: number; accepted: number }>;
+        dytc?: { actions: Record<string, number>; meanTreeSize: number };
+        latency?: { verifyMedianAbsPctErr: number | null; stepMedianAbsPctErr: number | null; draftPassMedianAbsPctErr: number | null };
+      }
+    | undefined;
+  if (!d?.dytc || !d.latency) return undefined;
+  const drafted: Record<string, [number, number]> = {};
+  for (const [k, v] of Object.entries(d.variants ?? {})) drafted[k] = [v.drafted, v.accepted];
+  return {
+    drafted,
+    actions: d.dytc.actions,
+    meanTreeSize: d.dytc.meanTreeSize,
+    verifyErrPct: d.latency.verifyMedianAbsPctErr,
+    stepErrPct: d.latency.stepMedianAbsPctErr,
+    draftPassErrPct: d.latency.draftPassMedianAbsPctErr,
+  };
 }
 
 export interface SummaryRow {
@@ -214,6 +248,7 @@ export async function runBench(model: BenchModel, opts: RunOptions): Promise<Ben
         draftMs: median(rs.map((x) => x.stats.draftMs)),
         verifyMs: median(rs.map((x) => x.stats.verifyMs)),
         firstTokenMs: median(rs.map((x) => x.stats.timeToFirstTokenMs)),
+        ...(routingOf(first.stats.details) ? { routing: routingOf(first.stats.details) } : {}),
       });
     }
   }

@@ -44,7 +44,7 @@ export function cacheDir(): string | undefined {
 export function modelKey(model: NativeModel, numLayers: number, vocabSize: number): string {
   const info = model.info();
   const h = createHash('sha256');
-  h.update(JSON.stringify({ numLayers, vocabSize, backend: info.backend, device: info.device, weightBytes: info.weightBytes, kv: info.kvBytesPerSlot, v: 2 }));
+  h.update(JSON.stringify({ numLayers, vocabSize, backend: info.backend, device: info.device, weightBytes: info.weightBytes, quantBytes: info.quantBytes, kv: info.kvBytesPerSlot, v: 2 }));
   return h.digest('hex').slice(0, 16);
 }
 

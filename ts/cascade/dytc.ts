@@ -17,6 +17,8 @@
 //     iteration re-plans with what it returned),
 //   - a sibling: the next top-k alternative a pass already returned (costs only verification width:
 //     worth it where parallel verification is nearly free),
+//   - a recycled successor: the next of the top-k tokens the full model predicted after a node's
+//     token the last time it verified that token (token recycling; free, like a sibling),
 // and stops when no action raises (E + 1) / (D + Tv(size)). The variants are data: any list of
 // model variants (layer-skip plans, quant modes) plus prompt lookup plugs in unchanged.
 //
@@ -34,13 +36,14 @@ import type { DraftTree } from '../decode/tree.js';
 import type { Verdict } from '../decode/verify.js';
 import { DraftingStrategy, type BaseOptions, type PassResult } from '../decode/strategies/base.js';
 import type { LookupMatch } from '../decode/lookup.js';
-import { layerSkipVariant, PROMPT_LOOKUP, quantVariant, type DraftVariant, type ModelVariant } from '../decode/variants.js';
+import { layerSkipVariant, PROMPT_LOOKUP, quantVariant, TOKEN_RECYCLING, type DraftVariant, type ModelVariant } from '../decode/variants.js';
+import { RECYCLE_K, SuccessorTable } from '../decode/recycle.js';
 import { CONFIDENCE_BUCKETS, confidenceIndex, LOOKUP_BUCKETS, lookupIndex, round3 } from './acceptance.js';
 import { ErrorLog, keptFractions, LatencyModel, type LatencyModelJSON, type PassShape } from './latency.js';
 import { calibrate, loadCached, modelKey, storeCached, type CalibrationOptions, type CalibrationReport } from './calibrate.js';
 
 export interface CasSpecOptions extends BaseOptions {
-  /** The cascade: model variants and/or prompt lookup (default: ls40, ls60, q1, pld). */
+  /** The cascade: model variants, prompt lookup and/or token recycling (default: ls40, ls60, q1, pld, rec). */
   variants?: DraftVariant[];
   /** A latency model to use (and refine) instead of the cached/calibrated one. */
   latency?: LatencyModel;
@@ -91,6 +94,7 @@ interface Pred {
 type Action =
   | { kind: 'lookup'; leaf: number; k: number; m: LookupMatch }
   | { kind: 'sibling'; node: number; rank: number; est: number; track: string; bucket: string }
+  | { kind: 'recycle'; node: number; rank: number; token: number; est: number; track: string; bucket: string }
   | { kind: 'model'; leaf: number; v: ModelVariant; vi: number };
 
 /** Per model key: the reproducible-decision snapshot, and the live model shared by generations. */
@@ -101,12 +105,17 @@ const liveModels = new Map<string, { lm: LatencyModel; steps: number; calibratio
  * warm-start the next generation's tracker, so it does not pay for exploring from scratch.
  */
 const knowledge = new WeakMap<object, Map<string, { rate: number; count: number }>>();
+/** Per model: the last greedy generation's demand for layer-skip drafts (see planDemand). */
+const demandByModel = new WeakMap<object, number>();
 const LOOKUP_MS = 0.003; // a prompt lookup in TS, for reproducible decisions
 
 export class CasSpecStrategy extends DraftingStrategy {
   readonly name = 'cas-spec';
   private readonly modelVariants: ModelVariant[];
   private readonly useLookup: boolean;
+  private readonly succ?: SuccessorTable;
+  /** Alternatives verification returns per node (for token recycling). */
+  readonly verifyTopk: number;
   private readonly o: { topk: number; maxPasses: number; lookahead: number; maxLookup: number; leaves: number };
   private lm?: LatencyModel;
   private snapshot?: LatencyModel;
@@ -124,6 +133,8 @@ export class CasSpecStrategy extends DraftingStrategy {
   private preds: (Pred | undefined)[] = [];
   private lookups = new Map<number, LookupMatch | null>();
   private checked: Uint8Array = new Uint8Array(64);
+  /** Per node: the next rank of its token's recycled successors to consider. */
+  private recNext: Uint8Array = new Uint8Array(64);
   private tv = new Float64Array(66);
   // Per-step tables (the tracker only changes between steps), so the inner loop does no string
   // work: lookup-bucket estimates, variant rates, sibling estimates by (variant, alt, confidence
@@ -147,12 +158,15 @@ export class CasSpecStrategy extends DraftingStrategy {
   private predictedVerify = 0;
   private predictedStep = 0;
   private decided = false;
+  /** Moving share of steps that drafted with a layer-skip variant (gates the plan search). */
+  private demand = 0;
+  private skipPassThisStep = false;
   // Learned across steps.
   private overhead = 0;
   private lookupMs = LOOKUP_MS;
   private lookupHit = 0.5;
   private steps = 0;
-  private readonly actions = { lookup: 0, model: 0, sibling: 0 };
+  private readonly actions = { lookup: 0, model: 0, sibling: 0, recycle: 0 };
   private readonly actionsByVariant = new Map<string, number>();
   private treeNodes = 0;
   private readonly verifyErr = new ErrorLog(400);
@@ -161,11 +175,20 @@ export class CasSpecStrategy extends DraftingStrategy {
   private readonly recentSteps: { predictedMs: number; measuredMs: number; nodes: number; accepted: number }[] = [];
 
   constructor(env: StrategyEnv, opts: CasSpecOptions = {}) {
-    const variants = opts.variants ?? [layerSkipVariant(env.numLayers, 0.4), layerSkipVariant(env.numLayers, 0.6), quantVariant(1), PROMPT_LOOKUP];
+    const variants = opts.variants ?? [
+      layerSkipVariant(env.numLayers, 0.4),
+      layerSkipVariant(env.numLayers, 0.6),
+      quantVariant(1),
+      PROMPT_LOOKUP,
+      TOKEN_RECYCLING,
+    ];
     const model = variants.filter((v): v is ModelVariant => v.kind === 'model');
     super(env, model.filter((v) => v.ratio !== undefined && v.skip !== undefined), opts);
     this.modelVariants = model;
     this.useLookup = variants.some((v) => v.kind === 'lookup');
+    const recycle = variants.some((v) => v.kind === 'recycle');
+    if (recycle) this.succ = new SuccessorTable(env.vocabSize);
+    this.verifyTopk = recycle ? RECYCLE_K : 0;
     this.o = { topk: opts.topk ?? 4, maxPasses: opts.maxPasses ?? 24, lookahead: opts.lookahead ?? 8, maxLookup: opts.maxLookup ?? 16, leaves: opts.leaves ?? 8 };
     this.lm = opts.latency;
     this.calibrateOpt = opts.calibrate ?? true;
@@ -175,6 +198,8 @@ export class CasSpecStrategy extends DraftingStrategy {
   }
 
   protected onSequence(_seq: Sequence, reproducible: boolean): void {
+    this.succ?.clear();
+    this.demand = (this.reproducibleOpt ?? reproducible) ? 0 : (demandByModel.get(this.env.model) ?? 0);
     // Sampling runs must not depend on earlier runs (reproducibility): no warm start there.
     const k = this.reproducibleOpt ?? reproducible ? undefined : knowledge.get(this.env.model);
     if (k) for (const [src, { rate, count }] of k) this.tracker.warmStart(src, rate, Math.min(count, 20));
@@ -244,8 +269,10 @@ export class CasSpecStrategy extends DraftingStrategy {
       this.a = new Float64Array(limit);
       this.p = new Float64Array(limit);
       this.checked = new Uint8Array(limit);
+      this.recNext = new Uint8Array(limit);
     }
     this.checked.fill(0);
+    this.recNext.fill(0);
     this.tv.fill(NaN);
     const ovh = reproducible ? 0 : this.overhead;
     const lookupCost = reproducible ? LOOKUP_MS : this.lookupMs;
@@ -344,9 +371,41 @@ export class CasSpecStrategy extends DraftingStrategy {
         }
       }
 
+      // Recycled successors: the next full-model prediction after a node's token not yet in the tree.
+      const succ = this.succ;
+      if (succ) {
+        for (let node = 0; node < size; node++) {
+          if (this.p[node] < 1e-3) continue;
+          const token = tree.nodes[node].token;
+          let r = this.recNext[node];
+          while (r < succ.k) {
+            const t = succ.successor(token, r);
+            if (t < 0) {
+              r = succ.k;
+              break;
+            }
+            if (tree.childWithToken(node, t) < 0) break;
+            r++;
+          }
+          this.recNext[node] = r;
+          if (r >= succ.k) continue;
+          const bi = confidenceIndex(succ.probability(token, r));
+          const track = r === 0 ? TOKEN_RECYCLING.key : TOKEN_RECYCLING.key + ':alt';
+          let used = 0;
+          for (const c of tree.nodes[node].children) used += this.a[c];
+          const room1 = Math.max(0, 0.999 - used);
+          const R = (1 + this.E + this.p[node] * Math.min(this.tracker.optimistic(track, CONFIDENCE_BUCKETS[bi]), room1)) / (this.D + this.verifyCost(size + 1) + ovh);
+          if (R > bestR) {
+            bestR = R;
+            const est = Math.min(this.tracker.estimate(track, CONFIDENCE_BUCKETS[bi]), room1);
+            best = { kind: 'recycle', node, rank: r, token: succ.successor(token, r), est, track, bucket: CONFIDENCE_BUCKETS[bi] };
+          }
+        }
+      }
+
       if (!best) break;
       this.actions[best.kind]++;
-      if (this.trace) this.traceActions.push(best.kind === 'model' ? best.v.key : best.kind === 'lookup' ? `pld${best.k}` : 'sibling');
+      if (this.trace) this.traceActions.push(best.kind === 'model' ? best.v.key : best.kind === 'lookup' ? `pld${best.k}` : best.kind);
       if (best.kind === 'lookup') {
         let at = best.leaf;
         for (let j = 0; j < best.k && at >= 0; j++) {
@@ -358,6 +417,11 @@ export class CasSpecStrategy extends DraftingStrategy {
         }
         this.D += lookupCost;
         this.bump(PROMPT_LOOKUP.key);
+      } else if (best.kind === 'recycle') {
+        const i = this.addNode(tree, best.node, best.token, TOKEN_RECYCLING.key, best.track, best.bucket, best.est);
+        this.recNext[best.node] = best.rank + 1;
+        if (i >= 0 && i === tree.size - 1) this.a[i] = best.est;
+        else if (i < 0) break; // the tree is full
       } else if (best.kind === 'sibling') {
         const pr = this.preds[best.node]!;
         const i = this.addNode(tree, best.node, pr.ids[best.rank], pr.v.key, best.track, best.bucket, best.est);
@@ -495,6 +559,7 @@ export class CasSpecStrategy extends DraftingStrategy {
     if (!r) return;
     this.stepPasses++;
     this.stepPassMs += r.ms;
+    if (v.ratio !== undefined) this.skipPassThisStep = true;
     this.D += this.passCost(vi, r.n, r.rows.length);
     this.bump(v.key);
     const k = r.topk;
@@ -543,6 +608,8 @@ export class CasSpecStrategy extends DraftingStrategy {
 
   observe(tree: DraftTree, verdict: Verdict, seq: Sequence): void {
     super.observe(tree, verdict, seq);
+    const vt = verdict.topk;
+    if (this.succ && vt) for (let i = 0; i < tree.size; i++) this.succ.record(tree.nodes[i].token, vt.ids, vt.probs, i * vt.k, vt.k);
     if (!this.decided || !this.lm) return;
     this.decided = false;
     const now = this.clock();
@@ -556,10 +623,17 @@ export class CasSpecStrategy extends DraftingStrategy {
     // greedy steps do not have: only greedy steps refine the (shared) model of verification time.
     if (!this.lastReproducible) this.lm.observe({ n: tree.size, nOut: tree.size, ctx: this.stepCtx, fa: 1, fm: 1, quant: 0 }, verifyMs, 'verify');
     this.overhead = 0.9 * this.overhead + 0.1 * Math.max(0, draftMs - this.stepPassMs);
+    this.demand += ((this.skipPassThisStep ? 1 : 0) - this.demand) / 16;
+    this.skipPassThisStep = false;
+    if (!(this.reproducibleOpt ?? this.lastReproducible)) demandByModel.set(this.env.model, this.demand);
     this.steps++;
     if (!(this.reproducibleOpt ?? this.lastReproducible) && this.steps % 8 === 0) knowledge.set(this.env.model, this.tracker.knowledge());
     const shared = this.key ? liveModels.get(this.key) : undefined;
     if (shared && shared.lm === this.lm && ++shared.steps % 256 === 0 && this.persist) storeCached(this.key!, this.lm);
+  }
+
+  protected planDemand(): number {
+    return this.demand;
   }
 
   stats(): Record<string, unknown> {

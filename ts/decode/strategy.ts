@@ -17,6 +17,8 @@ export interface Strategy {
   draft(seq: Sequence, tree: DraftTree, step: StepContext): Promise<void>;
   /** Learns from the verification outcome (acceptance rates, timings). */
   observe?(tree: DraftTree, verdict: Verdict, seq: Sequence): void;
+  /** Alternatives per tree node the strategy wants back from verification (Verdict.topk); 0/absent: none. */
+  readonly verifyTopk?: number;
   /** Strategy-specific statistics for the run report. */
   stats?(): Record<string, unknown>;
 }

@@ -1,6 +1,7 @@
 // Draft variants ("DSIA" levels) of the one loaded model. A variant is data: a key, a layer-skip
-// plan and an activation-quantization mode; any forward pass can switch to it. Prompt lookup is a
-// variant too (kind 'lookup'): it drafts in TypeScript without a forward pass.
+// plan and an activation-quantization mode; any forward pass can switch to it. Prompt lookup (kind
+// 'lookup') and token recycling (kind 'recycle', decode/recycle.ts) are variants too: they draft in
+// TypeScript without a forward pass.
 //
 // Skip plans have 2 entries per layer, [attn0, mlp0, attn1, mlp1, ...] (native.ts); the first and
 // the last layer are always kept.
@@ -22,7 +23,12 @@ export interface LookupVariant {
   key: string;
 }
 
-export type DraftVariant = ModelVariant | LookupVariant;
+export interface RecycleVariant {
+  kind: 'recycle';
+  key: string;
+}
+
+export type DraftVariant = ModelVariant | LookupVariant | RecycleVariant;
 
 /** Sub-layer indices a plan may skip: every sub-layer of layers 1 .. numLayers-2. */
 export function skippableSubLayers(numLayers: number): number[] {
@@ -85,3 +91,5 @@ export function quantVariant(mode: number, skip?: Uint8Array, key = `q${mode}`):
 }
 
 export const PROMPT_LOOKUP: LookupVariant = { kind: 'lookup', key: 'pld' };
+
+export const TOKEN_RECYCLING: RecycleVariant = { kind: 'recycle', key: 'rec' };

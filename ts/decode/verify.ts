@@ -23,16 +23,19 @@ export interface Verdict {
   path: number[];
   /** Tokens appended to the sequence: accepted drafts, then the bonus token. */
   tokens: number[];
+  /** The full model's top-k next tokens and probabilities at every tree node, when asked for. */
+  topk?: { k: number; ids: Int32Array; probs: Float32Array };
 }
 
 export interface Sampler extends SamplingOptions {
   seed: number;
 }
 
-export async function verifyTree(seq: Sequence, tree: DraftTree, sampler?: Sampler): Promise<Verdict> {
+/** topk > 0: also return the full model's top-k at every node (for drafters that recycle them). */
+export async function verifyTree(seq: Sequence, tree: DraftTree, sampler?: Sampler, topk = 0): Promise<Verdict> {
   const all = tree.nodes.map((_, i) => i);
   const sampling = sampler !== undefined && sampler.temperature > 0;
-  const out = await seq.forwardNodes(tree, all, { wantLogits: sampling }, FULL_MODEL);
+  const out = await seq.forwardNodes(tree, all, topk > 0 ? { wantLogits: sampling, topk } : { wantLogits: sampling }, FULL_MODEL);
   const vocab = sampling ? out.logits!.length / all.length : 0;
 
   const path = [0];
@@ -53,5 +56,6 @@ export async function verifyTree(seq: Sequence, tree: DraftTree, sampler?: Sampl
     node = next;
   }
   await seq.accept(path, tokens);
+  if (topk > 0 && out.topkIds && out.topkProbs) return { path, tokens, topk: { k: topk, ids: out.topkIds, probs: out.topkProbs } };
   return { path, tokens };
 }

@@ -102,13 +102,18 @@ export abstract class DraftingStrategy implements Strategy {
     this.meta.length = 0;
     this.meta.push({ track: 'root', bucket: '' });
     if (this.mark.length < this.maxTree) this.mark = new Uint8Array(this.maxTree);
-    await this.plans.update(seq, this.tracker, step.budget);
+    await this.plans.update(seq, this.tracker, step.budget, this.planDemand());
     if (this.limit <= 1) return;
     await this.grow(seq, tree, step);
   }
 
   /** Grows the draft tree of one step (tree.size must stay <= this.limit). */
   protected abstract grow(seq: Sequence, tree: DraftTree, step: StepContext): Promise<void>;
+
+  /** Share of recent steps that drafted with the layer-skip variants (plan searches run only with demand). */
+  protected planDemand(): number {
+    return 1;
+  }
 
   /** Called when a new generation starts with this strategy object (reproducible: sampling). */
   protected onSequence(_seq: Sequence, _reproducible: boolean): void {}

@@ -25,6 +25,12 @@ export interface SearchSettings {
    * plain step): SWIFT-style optimisation must pay for itself. Default 0.1.
    */
   maxCostFraction: number;
+  /**
+   * Search only when the variants are in demand: the share of recent steps that drafted with one
+   * (1 for strategies that always do). A router that finds the unsearched plans useless on this
+   * model and text pays nothing for tuning them. Default 0.25.
+   */
+  minDemand: number;
   /** Reproducible (sampling) runs search, with fixed evaluation counts, only when this many tokens remain. */
   reproducibleMinRemaining: number;
   seed: number;
@@ -38,6 +44,7 @@ export const defaultSearch: SearchSettings = {
   reoptEvery: 256,
   minTokens: 12,
   maxCostFraction: 0.1,
+  minDemand: 0.25,
   reproducibleMinRemaining: 128,
   seed: 0x5eed,
 };
@@ -58,6 +65,8 @@ export class LayerSkipPlans {
   private explore = true;
   private seqSearches = 0;
   private skipped = 0;
+  /** Steps at which no search ran because the variants were not in demand. */
+  private idle = 0;
   private reproducible = false;
   private lastError?: string;
 
@@ -92,12 +101,17 @@ export class LayerSkipPlans {
 
   /**
    * Searches or refines the plans when due. Runs between steps, never inside one. `remaining`:
-   * tokens the generation may still produce (the step budget), which bounds the search's cost.
+   * tokens the generation may still produce (the step budget), which bounds the search's cost;
+   * `demand`: the share of recent steps that drafted with these variants.
    */
-  async update(seq: Sequence, tracker: AcceptanceTracker, remaining: number): Promise<void> {
+  async update(seq: Sequence, tracker: AcceptanceTracker, remaining: number, demand = 1): Promise<void> {
     const s = this.settings;
     const vs = this.variants.filter((v) => v.skip && skippedIndices(v.skip).length > 0);
     if (!s.enabled || vs.length === 0) return;
+    if (demand < s.minDemand) {
+      this.idle++;
+      return;
+    }
     const len = seq.tokens.length;
     if (len < s.minTokens) return;
     if (this.lastAt >= 0 && len - this.lastAt < s.reoptEvery) return;
@@ -166,10 +180,11 @@ export class LayerSkipPlans {
   }
 
   stats(): Record<string, unknown> | undefined {
-    if (!this.settings.enabled || this.searches + this.skipped === 0) return undefined;
+    if (!this.settings.enabled || this.searches + this.skipped + this.idle === 0) return undefined;
     return {
       searches: this.searches,
       skippedForBudget: this.skipped,
+      stepsWithoutDemand: this.idle,
       passes: this.passes,
       tokens: this.tokens,
       ms: Math.round(this.ms * 1000) / 1000,
