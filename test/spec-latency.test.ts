@@ -34,6 +34,27 @@ function randomShape(rng: Rng, quant = 0): PassShape {
 }
 
 describe('LatencyModel', () => {
+  it('fits the measured step-shaped GPU cost of n (H200, pycode-small) within 10% everywhere in 1..64', () => {
+    // Measured full-model forwards of n chain tokens (bench --kernels, 2026-11-30): flat to 4, then steps.
+    const measured: [number, number][] = [[1, 0.595], [2, 0.591], [4, 0.585], [8, 0.712], [16, 0.897], [32, 1.293], [64, 2.475]];
+    const lm = new LatencyModel();
+    for (let rep = 0; rep < 3; rep++) for (const [n, ms] of measured) lm.observe({ n, nOut: n, ctx: 600, fa: 1, fm: 1, quant: 0 }, ms);
+    const interp = (n: number) => {
+      for (let i = 1; i < measured.length; i++) {
+        const [n0, t0] = measured[i - 1];
+        const [n1, t1] = measured[i];
+        if (n <= n1) return t0 + ((t1 - t0) * (n - n0)) / (n1 - n0);
+      }
+      return measured[measured.length - 1][1];
+    };
+    let worst = 0;
+    for (let n = 1; n <= 64; n++) {
+      const p = lm.predict({ n, nOut: n, ctx: 600, fa: 1, fm: 1, quant: 0 });
+      worst = Math.max(worst, Math.abs(p - interp(n)) / interp(n));
+    }
+    expect(worst).toBeLessThan(0.1);
+  });
+
   it('median abs % error <= 10% on held-out passes after calibration-sized training', () => {
     const rng = new Rng(7);
     const lm = new LatencyModel();
