@@ -165,6 +165,11 @@ export class AcceptanceTracker {
     s.tokens.tot = count;
   }
 
+  /** Decayed number of verified tokens behind a source's rate (warm-start pseudo-tokens included). */
+  evidence(source: string): number {
+    return this.sources.get(source)?.tokens.tot ?? 0;
+  }
+
   /** Per source: live rate and decayed token count, to warm-start a later tracker. */
   knowledge(): Map<string, { rate: number; count: number }> {
     const out = new Map<string, { rate: number; count: number }>();

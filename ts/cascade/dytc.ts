@@ -135,7 +135,10 @@ export class CasSpecStrategy extends DraftingStrategy {
   private checked: Uint8Array = new Uint8Array(64);
   /** Per node: the next rank of its token's recycled successors to consider. */
   private recNext: Uint8Array = new Uint8Array(64);
-  private tv = new Float64Array(66);
+  /** Predicted verification times by (branches, size), cached per step. */
+  private tv = new Float64Array(65 * 66);
+  /** Leaves - 1 of the tree being grown. */
+  private branches = 0;
   // Per-step tables (the tracker only changes between steps), so the inner loop does no string
   // work: lookup-bucket estimates, variant rates, sibling estimates by (variant, alt, confidence
   // bucket), first-pass costs by (variant, tokens in the pass).
@@ -161,12 +164,15 @@ export class CasSpecStrategy extends DraftingStrategy {
   /** Moving share of steps that drafted with a layer-skip variant (gates the plan search). */
   private demand = 0;
   private skipPassThisStep = false;
+  private stepBranches = 0;
   // Learned across steps.
   private overhead = 0;
   private lookupMs = LOOKUP_MS;
   private lookupHit = 0.5;
   private steps = 0;
   private readonly actions = { lookup: 0, model: 0, sibling: 0, recycle: 0 };
+  /** Variants dropped as unable to pay (see pruneHopeless). */
+  private readonly pruned: Record<string, { costRatio: number; rate: number; atStep: number }> = {};
   private readonly actionsByVariant = new Map<string, number>();
   private treeNodes = 0;
   private readonly verifyErr = new ErrorLog(400);
@@ -274,6 +280,7 @@ export class CasSpecStrategy extends DraftingStrategy {
     this.checked.fill(0);
     this.recNext.fill(0);
     this.tv.fill(NaN);
+    this.branches = 0;
     const ovh = reproducible ? 0 : this.overhead;
     const lookupCost = reproducible ? LOOKUP_MS : this.lookupMs;
     this.a[0] = this.p[0] = 1;
@@ -287,6 +294,7 @@ export class CasSpecStrategy extends DraftingStrategy {
     const pldRate = tracker.rate(PROMPT_LOOKUP.key);
     const pldTail = this.useLookup ? Math.min(3, (this.lookupHit * pldRate) / Math.max(0.05, 1 - pldRate)) : 0;
     this.prepareTables(lm, ctx);
+    this.pruneHopeless();
     const nv = this.modelVariants.length;
     const vRate = this.vRate;
     const leafBuf: number[] = [];
@@ -363,7 +371,8 @@ export class CasSpecStrategy extends DraftingStrategy {
         let used = 0;
         for (const c of kids) used += this.a[c];
         const room1 = Math.max(0, 0.999 - used);
-        const R = (1 + this.E + this.p[node] * Math.min(this.sib(t, true), room1)) / (this.D + this.verifyCost(size + 1) + ovh);
+        const b = this.branches + (kids.length > 0 ? 1 : 0);
+        const R = (1 + this.E + this.p[node] * Math.min(this.sib(t, true), room1)) / (this.D + this.verifyCost(size + 1, b) + ovh);
         if (R > bestR) {
           bestR = R;
           const track = alt ? pr.v.key + ':alt' : pr.v.key;
@@ -394,7 +403,8 @@ export class CasSpecStrategy extends DraftingStrategy {
           let used = 0;
           for (const c of tree.nodes[node].children) used += this.a[c];
           const room1 = Math.max(0, 0.999 - used);
-          const R = (1 + this.E + this.p[node] * Math.min(this.tracker.optimistic(track, CONFIDENCE_BUCKETS[bi]), room1)) / (this.D + this.verifyCost(size + 1) + ovh);
+          const b = this.branches + (tree.nodes[node].children.length > 0 ? 1 : 0);
+          const R = (1 + this.E + this.p[node] * Math.min(this.tracker.optimistic(track, CONFIDENCE_BUCKETS[bi]), room1)) / (this.D + this.verifyCost(size + 1, b) + ovh);
           if (R > bestR) {
             bestR = R;
             const est = Math.min(this.tracker.estimate(track, CONFIDENCE_BUCKETS[bi]), room1);
@@ -433,6 +443,7 @@ export class CasSpecStrategy extends DraftingStrategy {
       this.refresh(tree);
     }
     this.tDrafted = this.clock();
+    this.stepBranches = this.branches;
     this.predictedVerify = this.verifyCost(tree.size);
     this.predictedStep = this.D + this.verifyCost(tree.size) + ovh;
     this.treeNodes += tree.size;
@@ -448,6 +459,28 @@ export class CasSpecStrategy extends DraftingStrategy {
       });
       this.traceActions = [];
     }
+  }
+
+  /**
+   * A model variant can only pay where its drafts come cheaper than the full model makes tokens: a
+   * token it drafts is accepted with probability at most a_V (its rate) and costs a pass c_V, while
+   * plain decoding makes a token per T(1). So a_V < c_V / T(1) means it never pays, and it is
+   * dropped for this generation: at once when c_V >= T(1) (a launch-bound small model skipping
+   * layers, a quantized pass slower than the full one), otherwise once more evidence than a warm
+   * start carries (24 tokens) backs a_V, so each generation re-checks with its own text.
+   */
+  private pruneHopeless(): void {
+    const lm = this.stepLm!;
+    if (!lm.knows(0)) return;
+    const t1 = this.verifyCost(1, 0);
+    this.modelVariants.forEach((v, vi) => {
+      if (this.disabled.has(v.key) || !lm.knows(v.quant)) return;
+      const ratio = this.passCost(vi, 1, 1) / t1;
+      if (ratio >= 1 || (this.tracker.evidence(v.key) >= 24 && this.tracker.rate(v.key) < ratio)) {
+        this.disabled.add(v.key);
+        this.pruned[v.key] = { costRatio: round3(ratio), rate: round3(this.tracker.rate(v.key)), atStep: this.steps };
+      }
+    });
   }
 
   /** Fills the per-step tables from the tracker and the decision latency model. */
@@ -479,9 +512,10 @@ export class CasSpecStrategy extends DraftingStrategy {
   }
 
   /** Predicted verification time of a tree of n nodes (cached per step). */
-  private verifyCost(n: number): number {
-    let c = this.tv[n];
-    if (c !== c) this.tv[n] = c = this.stepLm!.predict({ n, nOut: n, ctx: this.stepCtx, fa: 1, fm: 1, quant: 0 });
+  private verifyCost(n: number, branches = this.branches): number {
+    const i = branches * 66 + n;
+    let c = this.tv[i];
+    if (c !== c) this.tv[i] = c = this.stepLm!.predict({ n, nOut: n, ctx: this.stepCtx, fa: 1, fm: 1, quant: 0, branches });
     return c;
   }
 
@@ -587,15 +621,18 @@ export class CasSpecStrategy extends DraftingStrategy {
     });
   }
 
-  /** Recomputes cumulative probabilities and E (parents come before children). */
+  /** Recomputes cumulative probabilities, E and the branch count (parents come before children). */
   private refresh(tree: DraftTree): void {
     let E = 0;
+    let leaves = tree.nodes[0].children.length === 0 ? 1 : 0;
     const nodes = tree.nodes;
     for (let i = 1; i < nodes.length; i++) {
       this.p[i] = this.p[nodes[i].parent] * this.a[i];
       E += this.p[i];
+      if (nodes[i].children.length === 0) leaves++;
     }
     this.E = E;
+    this.branches = leaves - 1;
   }
 
   protected onPass(v: ModelVariant, r: PassResult, ctx: number): void {
@@ -621,7 +658,8 @@ export class CasSpecStrategy extends DraftingStrategy {
     this.recentSteps.push({ predictedMs: round3(this.predictedStep), measuredMs: round3(draftMs + verifyMs), nodes: tree.size, accepted: verdict.path.length - 1 });
     // A sampling step's verification includes TS work over the vocabulary (softmax, top-p) that
     // greedy steps do not have: only greedy steps refine the (shared) model of verification time.
-    if (!this.lastReproducible) this.lm.observe({ n: tree.size, nOut: tree.size, ctx: this.stepCtx, fa: 1, fm: 1, quant: 0 }, verifyMs, 'verify');
+    if (!this.lastReproducible)
+      this.lm.observe({ n: tree.size, nOut: tree.size, ctx: this.stepCtx, fa: 1, fm: 1, quant: 0, branches: this.stepBranches }, verifyMs, 'verify');
     this.overhead = 0.9 * this.overhead + 0.1 * Math.max(0, draftMs - this.stepPassMs);
     this.demand += ((this.skipPassThisStep ? 1 : 0) - this.demand) / 16;
     this.skipPassThisStep = false;
@@ -647,6 +685,7 @@ export class CasSpecStrategy extends DraftingStrategy {
         actions: { ...this.actions },
         passesByVariant: Object.fromEntries(this.actionsByVariant),
         disabled: [...this.disabled],
+        pruned: this.pruned,
       },
       latency: {
         calibration: this.calibration,

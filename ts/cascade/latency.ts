@@ -5,18 +5,20 @@
 //   n       tokens in the pass          nOut  rows whose outputs are wanted (LM head)
 //   ctx     committed cache length      fa/fm fraction of attention / MLP sub-layers run
 //   t(n, nOut, ctx, fa, fm) ~ w . [1, fa, fm, n, n fa, n fm, nOut, ctx fa, n ctx fa,
-//                                  (n-4)+, (n-8)+, (n-16)+, (n-32)+]
+//                                  (n-4)+, (n-8)+, (n-16)+, (n-32)+, branches]
 // Weight reads are paid once per pass (the constant and fa/fm terms: the memory-bound regime of a
 // GPU), arithmetic per token (n terms), the LM head per output row, and attention per token and
 // cache entry. The hinge terms (x)+ = max(x, 0) let the cost of n bend where the kernels change
 // regime: on a GPU a pass of 1..4 tokens costs about the same, then each tile of tokens adds a
 // step (measured on the H200: 0.60, 0.59, 0.59, 0.71, 0.90, 1.29, 2.48 ms for n = 1..64 on
 // pycode-small); a straight line through those points is off by up to 10% between them.
+// `branches` (leaves - 1 of a tree-shaped pass) prices width: tree attention runs each branch's
+// pending tail separately, so a bushy tree costs more than a chain of the same size.
 // A new skip plan needs no new calibration: it is just another (fa, fm).
 // Samples are weighted by 1/t^2, so the fit minimises relative error (small passes matter as much
 // as big ones). Calibration seeds it (calibrate.ts); every measured forward refines it online.
 
-export const FEATURE_DIM = 13;
+export const FEATURE_DIM = 14;
 const HINGES = [4, 8, 16, 32];
 
 export interface PassShape {
@@ -32,6 +34,8 @@ export interface PassShape {
   fm: number;
   /** Activation-quantization mode (0 = none). */
   quant: number;
+  /** Leaves - 1 of the pass's token tree (0 or absent: a chain). */
+  branches?: number;
 }
 
 export function passFeatures(s: PassShape, out: Float64Array): Float64Array {
@@ -47,6 +51,7 @@ export function passFeatures(s: PassShape, out: Float64Array): Float64Array {
   out[7] = c * s.fa;
   out[8] = n * c * s.fa;
   for (let i = 0; i < HINGES.length; i++) out[9 + i] = Math.max(0, s.n - HINGES[i]) / 16;
+  out[13] = (s.branches ?? 0) / 16;
   return out;
 }
 
