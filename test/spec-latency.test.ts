@@ -34,6 +34,21 @@ function randomShape(rng: Rng, quant = 0): PassShape {
 }
 
 describe('LatencyModel', () => {
+  it('keeps the shape of n it calibrated through thousands of one-token observations (no covariance windup)', () => {
+    // A generation that stops drafting only observes n = 1 for a long time; forgetting must not let the
+    // unobserved directions grow until one noisy sample throws the cost of n > 1 far off (which locked
+    // the router into plain decoding on the H200, 2026-11-30).
+    const measured: [number, number][] = [[1, 0.595], [2, 0.591], [4, 0.585], [8, 0.712], [16, 0.897], [32, 1.293], [64, 2.475]];
+    const rng = new Rng(3);
+    const lm = new LatencyModel();
+    for (let rep = 0; rep < 3; rep++) for (const [n, ms] of measured) lm.observe({ n, nOut: n, ctx: 600, fa: 1, fm: 1, quant: 0 }, ms);
+    for (let i = 0; i < 4000; i++) lm.observe({ n: 1, nOut: 1, ctx: 600 + (i % 200), fa: 1, fm: 1, quant: 0 }, 0.6 * (1 + 0.1 * (rng.uniform() - 0.5)), 'verify');
+    for (const [n, ms] of measured.slice(1, 5)) {
+      const p = lm.predict({ n, nOut: n, ctx: 700, fa: 1, fm: 1, quant: 0 });
+      expect(Math.abs(p - ms) / ms).toBeLessThan(0.25);
+    }
+  });
+
   it('fits the measured step-shaped GPU cost of n (H200, pycode-small) within 10% everywhere in 1..64', () => {
     // Measured full-model forwards of n chain tokens (bench --kernels, 2026-11-30): flat to 4, then steps.
     const measured: [number, number][] = [[1, 0.595], [2, 0.591], [4, 0.585], [8, 0.712], [16, 0.897], [32, 1.293], [64, 2.475]];

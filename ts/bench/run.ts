@@ -81,6 +81,8 @@ export interface RoutingSummary {
   verifyErrPct: number | null;
   stepErrPct: number | null;
   draftPassErrPct: number | null;
+  /** Predicted verification ms for n = 1, 2, 4, 8, 16, 32 at the end of the generation. */
+  costCurve: number[] | null;
 }
 
 function routingOf(details: Record<string, unknown> | undefined): RoutingSummary | undefined {
@@ -88,7 +90,7 @@ function routingOf(details: Record<string, unknown> | undefined): RoutingSummary
     | {
         variants?: Record<string, { drafted: number; accepted: number }>;
         dytc?: { actions: Record<string, number>; meanTreeSize: number };
-        latency?: { verifyMedianAbsPctErr: number | null; stepMedianAbsPctErr: number | null; draftPassMedianAbsPctErr: number | null };
+        latency?: { verifyMedianAbsPctErr: number | null; stepMedianAbsPctErr: number | null; draftPassMedianAbsPctErr: number | null; costCurve?: number[] | null };
       }
     | undefined;
   if (!d?.dytc || !d.latency) return undefined;
@@ -101,6 +103,7 @@ function routingOf(details: Record<string, unknown> | undefined): RoutingSummary
     verifyErrPct: d.latency.verifyMedianAbsPctErr,
     stepErrPct: d.latency.stepMedianAbsPctErr,
     draftPassErrPct: d.latency.draftPassMedianAbsPctErr,
+    costCurve: d.latency.costCurve ?? null,
   };
 }
 

@@ -694,6 +694,8 @@ export class CasSpecStrategy extends DraftingStrategy {
         draftPassMedianAbsPctErr: pct(this.draftErr),
         stepMedianAbsPctErr: pct(this.stepErr),
         overheadMs: round3(this.overhead),
+        /** Predicted verification ms of a chain of n = 1, 2, 4, 8, 16, 32 at the last step's cache length. */
+        costCurve: this.lm?.knows(0) ? [1, 2, 4, 8, 16, 32].map((n) => round3(this.lm!.predict({ n, nOut: n, ctx: this.stepCtx, fa: 1, fm: 1, quant: 0 }))) : null,
         recentSteps: this.recentSteps,
       },
     };

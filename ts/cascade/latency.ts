@@ -1,7 +1,8 @@
 // Latency model: predicts the time of any planned forward pass from its shape.
 //
-// One recursive-least-squares regression (= Bayesian linear regression with a Gaussian prior and
-// exponential forgetting) per activation-quantization mode, on roofline-shaped features of a pass:
+// One recursive-least-squares regression (= Bayesian linear regression with a Gaussian prior; no
+// forgetting by default, a multiplicative bias term follows drift) per activation-quantization
+// mode, on roofline-shaped features of a pass:
 //   n       tokens in the pass          nOut  rows whose outputs are wanted (LM head)
 //   ctx     committed cache length      fa/fm fraction of attention / MLP sub-layers run
 //   t(n, nOut, ctx, fa, fm) ~ w . [1, fa, fm, n, n fa, n fm, nOut, ctx fa, n ctx fa,
@@ -77,7 +78,7 @@ export class Rls {
 
   constructor(
     readonly dim: number,
-    priorVar = 10,
+    readonly priorVar = 10,
     readonly forget = 0.995,
   ) {
     this.theta = new Float64Array(dim);
@@ -109,6 +110,19 @@ export class Rls {
     const err = y - this.predict(x);
     for (let i = 0; i < d; i++) this.theta[i] += (Px[i] / denom) * err;
     for (let i = 0; i < d; i++) for (let j = 0; j < d; j++) P[i * d + j] = (P[i * d + j] - (Px[i] * Px[j]) / denom) / lam;
+    // Anti-windup: forgetting divides P by lam at every sample, so a direction no sample excites
+    // (shapes a generation stopped using) would grow without bound. Keep each variance at most the
+    // prior's by scaling its row and column (P stays symmetric positive semi-definite).
+    for (let i = 0; i < d; i++) {
+      const v = P[i * d + i];
+      if (v > this.priorVar) {
+        const f = Math.sqrt(this.priorVar / v);
+        for (let j = 0; j < d; j++) {
+          P[i * d + j] *= f;
+          P[j * d + i] *= f;
+        }
+      }
+    }
     this.count++;
   }
 }
@@ -158,9 +172,14 @@ export class LatencyModel {
   /** Errors of predictions made just before each online observation, by label. */
   readonly errors = new Map<string, ErrorLog>();
 
+  // priorVar: features and scaled targets are O(1), so a prior of 1e4 on each weight is weak, yet it
+  // bounds how far one sample can move a direction nothing else has measured (a 1e6 prior let a
+  // single outlier on a rare shape set its weight at will).
+  // forget = 1: the regression keeps every sample (calibration included), so shapes a generation
+  // stops using keep their measured cost; drift of the device as a whole is the bias term's job.
   constructor(
-    readonly forget = 0.995,
-    readonly priorVar = 1e6,
+    readonly forget = 1,
+    readonly priorVar = 1e4,
   ) {}
 
   /** Whether any pass of this quant mode has been observed. */
@@ -207,6 +226,12 @@ export class LatencyModel {
     let w = 1;
     if (label && qm.rls.count >= 2 * FEATURE_DIM) {
       const logRatio = Math.log(ms / this.raw(qm, s));
+      // A pass 3x off the model and off its recent bias is a one-off (a CUDA graph captured for a
+      // new shape, a GC pause), not the cost of that shape: it must not teach the regression.
+      if (Math.abs(logRatio - qm.logBias) > Math.log(3)) {
+        qm.logBias += 0.05 * (Math.max(-1.5, Math.min(1.5, logRatio)) - qm.logBias);
+        return;
+      }
       // Robustness: a single sample far off (a GC pause, a burst of load from another process)
       // gets a reduced weight, unless the recent samples say the model is off as a whole.
       const dev = Math.abs(logRatio - qm.logBias) / 0.4;
@@ -227,7 +252,7 @@ export class LatencyModel {
     };
   }
 
-  static fromJSON(j: LatencyModelJSON, forget = 0.995, priorVar = 1e6): LatencyModel {
+  static fromJSON(j: LatencyModelJSON, forget = 1, priorVar = 1e4): LatencyModel {
     const lm = new LatencyModel(forget, priorVar);
     if (j?.version !== 1 || !Array.isArray(j.models)) return lm;
     for (const m of j.models) {
