@@ -131,19 +131,20 @@ export async function calibrate(
             outRows: kind.allRows ? undefined : Int32Array.of(n - 1),
             topk: kind.allRows ? 0 : 4,
           };
-          if (!warm) {
-            try {
-              await ctx.forward(req); // first pass of a kind warms caches; not timed
-            } catch (e) {
-              if (kind.quant !== 0) {
-                refused.add(kind.quant); // the backend lacks this quant mode: skip the kind
-                break;
-              }
-              throw e;
+          // Every shape is run once untimed first: the CUDA backend captures a graph per token
+          // bucket and skip plan on first use, which costs several forwards' time and would
+          // otherwise be fitted as the cost of that size (it made 16-token passes look 2x dearer).
+          try {
+            await ctx.forward(req);
+          } catch (e) {
+            if (!warm && kind.quant !== 0) {
+              refused.add(kind.quant); // the backend lacks this quant mode: skip the kind
+              break;
             }
-            await ctx.truncate(c);
-            warm = true;
+            throw e;
           }
+          await ctx.truncate(c);
+          warm = true;
           const ts = clock();
           await ctx.forward(req);
           const ms = clock() - ts;
