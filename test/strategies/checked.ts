@@ -13,6 +13,9 @@ export class CheckedStrategy implements Strategy {
   constructor(readonly inner: Strategy) {
     this.name = inner.name;
   }
+  get verifyTopk(): number | undefined {
+    return this.inner.verifyTopk;
+  }
   async draft(seq: Sequence, tree: DraftTree, step: StepContext): Promise<void> {
     const committed = seq.committed;
     await this.inner.draft(seq, tree, step);
