@@ -1,7 +1,6 @@
 // Per-element epilogue math of a projection, for the matrix kernels: RoPE + placement of a fused
 // q/k/v output (queries to fp32 scratch, keys and values to the KV cache), and SwiGLU's product.
-// Written once here so every matrix kernel rounds them alike. (linear.cu still carries its own
-// copy in epiPair; it computes exactly the same operations.)
+// Written once here so every matrix kernel (linear.cu, linear_q8.cu) rounds them alike.
 #pragma once
 #include <cstdint>
 

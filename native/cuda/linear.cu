@@ -6,6 +6,7 @@
 
 #include "bulk_copy.cuh"
 #include "check.cuh"
+#include "epilogue.cuh"
 #include "launch.cuh"
 #include "layout.cuh"
 #include "mma.cuh"
@@ -22,52 +23,15 @@ namespace {
 
 __device__ __forceinline__ float4 add4(float4 a, float4 b) { return make_float4(a.x + b.x, a.y + b.y, a.z + b.z, a.w + b.w); }
 
-template <class H>
-__device__ __forceinline__ void storeKv(void* base, size_t i, float v, bool f32) {
-  if (f32)
-    static_cast<float*>(base)[i] = v;
-  else
-    static_cast<uint16_t*>(base)[i] = Half<H>::bits(v);
-}
-
-// Epilogue for one pair of outputs: rows m0 and m0 + 8 of the same tile, token column t.
+// Epilogue for one pair of outputs: rows m0 and m0 + 8 of the same tile, token column t. The RoPE,
+// KV placement and SwiGLU math live in epilogue.cuh, shared with the int8 kernel.
 template <class H>
 __device__ __forceinline__ void epiPair(const LinArgs& a, const Params& P, int m0, int t, float v0, float v1,
                                         float vUp0, float vUp1) {
   switch (a.epi) {
     case Epilogue::Qkv: {
-      const int d = a.headDim, Q = a.heads * d, KV = a.kvHeads * d;
-      int base, region;
-      if (m0 < Q) {
-        base = 0;
-        region = 0;
-      } else if (m0 < Q + KV) {
-        base = Q;
-        region = 1;
-      } else {
-        base = Q + KV;
-        region = 2;
-      }
-      const int head = (m0 - base) / d, i = ropeSourceDim((m0 - base) % d, d);  // i < d/2; partner is i + d/2
-      float o1 = v0, o2 = v1;
-      if (region < 2) {
-        // HF rotate_half: (x1, x2) -> (x1 cos - x2 sin, x2 cos + x1 sin), angle = pos * inv_freq in fp32.
-        const float ang = __fmul_rn((float)P.positions()[t], a.invFreq[i]);
-        float sn, cs;
-        sincosf(ang, &sn, &cs);
-        o1 = __fadd_rn(__fmul_rn(v0, cs), __fmul_rn(-v1, sn));
-        o2 = __fadd_rn(__fmul_rn(v1, cs), __fmul_rn(v0, sn));
-      }
-      if (region == 0) {
-        float* q = a.q + (size_t)t * Q + head * d;
-        q[i] = o1;
-        q[i + d / 2] = o2;
-      } else {
-        const size_t row = (size_t)P.slots()[t] * KV + head * d;
-        void* dst = region == 1 ? a.kCache : a.vCache;
-        storeKv<H>(dst, row + i, o1, a.kvF32);
-        storeKv<H>(dst, row + i + d / 2, o2, a.kvF32);
-      }
+      const QkvOut o{a.q, a.kCache, a.vCache, a.kvF32, a.heads, a.kvHeads, a.headDim, a.invFreq};
+      qkvPair<H>(o, P, m0, t, v0, v1);
       break;
     }
     case Epilogue::Residual: {
@@ -78,10 +42,9 @@ __device__ __forceinline__ void epiPair(const LinArgs& a, const Params& P, int m
     }
     case Epilogue::SwiGlu: {
       // m0 is a row of a gate tile; (vUp0, vUp1) the same rows of the paired up tile.
-      const int f = (m0 / 32) * 16 + (m0 % 16);
-      // silu(g) * u = g / (1 + exp(-g)) * u, in the CPU backend's order.
-      const float h0 = __fmul_rn(__fdiv_rn(v0, __fadd_rn(1.0f, expf(-v0))), vUp0);
-      const float h1 = __fmul_rn(__fdiv_rn(v1, __fadd_rn(1.0f, expf(-v1))), vUp1);
+      const int f = ffnRowOfGate(m0);
+      const float h0 = siluMul(v0, vUp0);
+      const float h1 = siluMul(v1, vUp1);
       storePacked<H>(static_cast<uint16_t*>(a.hPacked), t, f, a.hKT, h0);
       storePacked<H>(static_cast<uint16_t*>(a.hPacked), t, f + 8, a.hKT, h1);
       break;

@@ -96,12 +96,17 @@ proto.commit = async function (path) {
 const env = { numLayers: model.config.numLayers, vocabSize: model.config.vocabSize, model: view };
 const lm = new LatencyModel();
 function strategy(name) {
-  // cas-spec runs on the virtual clock; 'cas-spec:pld+rec' names a cascade (registry.ts);
-  // a '/nosearch' suffix keeps the evenly spread skip plans.
-  const [base, flag] = name.split('/');
+  // cas-spec runs on the virtual clock; 'cas-spec:pld+rec' names a cascade (registry.ts); suffixes
+  // '/nosearch' (keep the evenly spread skip plans), '/explore=0.1' (the tracker's exploration bonus).
+  const [base, ...flags] = name.split('/');
   if (base === 'cas-spec' || base.startsWith('cas-spec:')) {
     const variants = base === 'cas-spec' ? undefined : parseCascade(base.slice(9), env.numLayers);
-    return new CasSpecStrategy(env, { clock: vclock, latency: lm, persist: false, variants, ...(flag === 'nosearch' ? { search: false } : {}) });
+    const o = { clock: vclock, latency: lm, persist: false, variants };
+    for (const f of flags) {
+      if (f === 'nosearch') o.search = false;
+      else if (f.startsWith('explore=')) o.acceptance = { exploration: Number(f.slice(8)) };
+    }
+    return new CasSpecStrategy(env, o);
   }
   return createStrategy(name, env);
 }
