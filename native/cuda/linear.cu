@@ -58,6 +58,21 @@ __device__ __forceinline__ void epiPair(const LinArgs& a, const Params& P, int m
   }
 }
 
+// One k-tile of weights (A, this lane's fragment) against the staged B tiles of the block's tokens:
+// acc += W * x_hi, then acc += W * x_lo, per n-tile. Both weight pipelines call this, so their
+// per-output operation order is the same by construction.
+template <class H, int NTB>
+__device__ __forceinline__ void kTileMma(float (&acc)[NTB][4], const uint32_t (&A)[4], const uint4* bs, int ntiles) {
+#pragma unroll
+  for (int nt = 0; nt < NTB; ++nt) {
+    if (nt < ntiles) {
+      const uint4 bv = bs[nt * 32];
+      mma16816<H>(acc[nt], A, bv.x, bv.y);  // W * x_hi
+      mma16816<H>(acc[nt], A, bv.z, bv.w);  // W * x_lo
+    }
+  }
+}
+
 template <int NTB> struct LinCfg {
   static constexpr int kRing = NTB <= 2 ? 8 : 4;  // weight tiles in flight per lane
   static constexpr int kStage = 32 / NTB;         // k-tiles of B staged per round (16 KB)
@@ -247,15 +262,7 @@ __global__ void __launch_bounds__(kLinThreads, LinCfg<NTB>::kMinBlocks)
           if (kk < r1) {
             const uint4 av = ws[i * 32];
             const uint32_t A[4] = {av.x, av.y, av.z, av.w};
-            const uint4* bs = sb + (kk - r0) * NTB * 32 + lane;
-#pragma unroll
-            for (int nt = 0; nt < NTB; ++nt) {
-              if (nt < ntiles) {
-                const uint4 bv = bs[nt * 32];
-                mma16816<H>(acc[nt], A, bv.x, bv.y);  // W * x_hi
-                mma16816<H>(acc[nt], A, bv.z, bv.w);  // W * x_lo
-              }
-            }
+            kTileMma<H, NTB>(acc, A, sb + (kk - r0) * NTB * 32 + lane, ntiles);
           }
         }
         // Every lane's reads of this slot are done (their mmas consumed them): refill it.
@@ -274,15 +281,7 @@ __global__ void __launch_bounds__(kLinThreads, LinCfg<NTB>::kMinBlocks)
             const uint4 av = ring[i];
             if (kk + C::kRing < kt1) ring[i] = ldStream(wrow + (size_t)(kk + C::kRing) * 32);
             const uint32_t A[4] = {av.x, av.y, av.z, av.w};
-            const uint4* bs = sb + (kk - r0) * NTB * 32 + lane;
-#pragma unroll
-            for (int nt = 0; nt < NTB; ++nt) {
-              if (nt < ntiles) {
-                const uint4 bv = bs[nt * 32];
-                mma16816<H>(acc[nt], A, bv.x, bv.y);  // W * x_hi
-                mma16816<H>(acc[nt], A, bv.z, bv.w);  // W * x_lo
-              }
-            }
+            kTileMma<H, NTB>(acc, A, sb + (kk - r0) * NTB * 32 + lane, ntiles);
           }
         }
       }
