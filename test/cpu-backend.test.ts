@@ -5,6 +5,7 @@ import { spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { seededRandom } from './fixtures/tiny-model.js';
 import type { ForwardOutput, ForwardRequest, NativeAddon, NativeConfig, NativeContext, NativeModel } from '../ts/native.js';
 import { type RefConfig, type RefWeights, refForward } from './reference/llama-ref.js';
 import { repoRoot } from './reference/models.js';
@@ -32,16 +33,6 @@ function loadAddon(): NativeAddon {
 // ---------------------------------------------------------------------------------------------
 // Tiny models with seeded random weights.
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 type TinyConfig = NativeConfig & RefConfig;
 
@@ -67,7 +58,7 @@ const isNorm = (name: string) => name.endsWith('norm.weight');
 
 /** Weights large enough that attention is far from uniform and every layer matters. */
 function randomWeights(model: NativeModel, seed: number): Map<string, Float32Array> {
-  const rnd = mulberry32(seed);
+  const rnd = seededRandom(seed);
   const out = new Map<string, Float32Array>();
   for (const s of model.tensorSpecs()) {
     const n = s.shape.reduce((a, b) => a * b, 1);
@@ -170,7 +161,7 @@ describe.each([
   it('matches the float64 reference at every position', async () => {
     const { model, ref } = await makeTiny(cfg, 1);
     const ctx = await model.createContext(64);
-    const tokens = randomTokens(mulberry32(7), 24, V);
+    const tokens = randomTokens(seededRandom(7), 24, V);
     const out = await chain(ctx, tokens, 0);
     const want = refForward(cfg, ref, tokens);
     for (let p = 0; p < tokens.length; p++) expectClose(row(out.logits!, p, V), want[p], `position ${p}`);
@@ -183,7 +174,7 @@ describe.each([
   it('skipping sub-layers matches the hand-computed reference; skipping nothing is the full model', async () => {
     const { model, ref } = await makeTiny(cfg, 2);
     const ctx = await model.createContext(64);
-    const tokens = randomTokens(mulberry32(8), 16, V);
+    const tokens = randomTokens(seededRandom(8), 16, V);
     const full = await chain(ctx, tokens, 0);
     await ctx.truncate(0);
     const none = await chain(ctx, tokens, 0, { skip: new Uint8Array(2 * cfg.numLayers) });
@@ -211,7 +202,7 @@ describe.each([
   it('a tree forwarded in one call equals each root-to-node path fed one token at a time (bitwise)', async () => {
     const { model } = await makeTiny(cfg, 3);
     const ctx = await model.createContext(128);
-    const rnd = mulberry32(11);
+    const rnd = seededRandom(11);
     for (let trial = 0; trial < 4; trial++) {
       const prefix = randomTokens(rnd, 3 + trial, V);
       await ctx.truncate(0);
@@ -248,7 +239,7 @@ describe.each([
   it('a draft tree (layers skipped) equals its paths forwarded token by token as pending chains (bitwise)', async () => {
     const { model } = await makeTiny(cfg, 4);
     const ctx = await model.createContext(128);
-    const rnd = mulberry32(12);
+    const rnd = seededRandom(12);
     const skip = skipPlan(cfg.numLayers, [[1, 'attn'], [0, 'mlp']]);
     const prefix = randomTokens(rnd, 5, V);
     await chain(ctx, prefix, 0);
@@ -282,7 +273,7 @@ describe.each([
 
   it('a chain forwarded at once equals single steps, for any thread count (bitwise)', async () => {
     const weights = randomWeights(loadAddon().createModel(cfg, { backend: 'cpu', threads: 1 }), 5);
-    const tokens = randomTokens(mulberry32(13), 40, V);
+    const tokens = randomTokens(seededRandom(13), 40, V);
     let base: Float32Array | undefined;
     for (const threads of [1, 2, 3]) {
       const { model } = await makeTiny(cfg, 5, threads, weights);
@@ -300,11 +291,11 @@ describe.each([
   it('rollback: truncate then re-forward reproduces the same bits', async () => {
     const { model } = await makeTiny(cfg, 6);
     const ctx = await model.createContext(64);
-    const tokens = randomTokens(mulberry32(14), 12, V);
+    const tokens = randomTokens(seededRandom(14), 12, V);
     const first = await singles(ctx, tokens);
     await ctx.truncate(4);
     // Overwrite the freed slots with other tokens first: stale KV must not leak into the redo.
-    await singles(ctx, randomTokens(mulberry32(15), 8, V));
+    await singles(ctx, randomTokens(seededRandom(15), 8, V));
     await ctx.truncate(4);
     const redo = await chain(ctx, tokens.slice(4), 4);
     for (let p = 4; p < tokens.length; p++) expectSameBits(row(redo.logits!, p - 4, V), first[p], `position ${p}`);
@@ -314,7 +305,7 @@ describe.each([
   it('committing a non-contiguous path compacts its KV: continuing equals decoding the path directly', async () => {
     const { model } = await makeTiny(cfg, 7);
     const ctx = await model.createContext(64);
-    const rnd = mulberry32(16);
+    const rnd = seededRandom(16);
     const prefix = randomTokens(rnd, 4, V);
     const [a, x, c, y, z, e, f] = randomTokens(rnd, 7, V);
     await chain(ctx, prefix, 0);
@@ -339,7 +330,7 @@ describe.each([
   it('argmax, top-k and outRows agree with the logits', async () => {
     const { model } = await makeTiny(cfg, 8);
     const ctx = await model.createContext(64);
-    const tokens = randomTokens(mulberry32(17), 10, V);
+    const tokens = randomTokens(seededRandom(17), 10, V);
     const all = await chain(ctx, tokens, 0, { topk: 16 });
     for (let r = 0; r < tokens.length; r++) {
       const l = row(all.logits!, r, V);
@@ -376,7 +367,7 @@ describe.each([
   it('rejects invalid forwards with E_INVALID_ARG and stays usable', async () => {
     const { model } = await makeTiny(cfg, 9);
     const ctx = await model.createContext(32);
-    const tokens = randomTokens(mulberry32(18), 6, V);
+    const tokens = randomTokens(seededRandom(18), 6, V);
     const want = await singles(ctx, tokens);
     await ctx.truncate(3);
     const one = (t: number, s: number, p: number, extra: Partial<ForwardRequest> = {}) =>
@@ -416,7 +407,7 @@ describe('cpu backend, loading and info', () => {
   it('F16 and BF16 weights convert exactly', async () => {
     const addon = loadAddon();
     const specs = addon.createModel(configA, { backend: 'cpu', threads: 1 }).tensorSpecs();
-    const rnd = mulberry32(21);
+    const rnd = seededRandom(21);
     // Random 16-bit patterns (finite, |x| < 2: subnormals included for f16) and their exact values.
     const f16Value = (h: number) => {
       const e = (h >> 10) & 31, m = h & 1023, s = h & 0x8000 ? -1 : 1;

@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { seededRandom } from './fixtures/tiny-model.js';
 import { Model } from '../ts/index.js';
 import { native, type NativeConfig, type NativeContext, type NativeModel } from '../ts/native.js';
 import { CasSpecStrategy } from '../ts/cascade/dytc.js';
@@ -51,16 +52,6 @@ function quantizedProjection(): (name: string, W: Float64Array, x: Float64Array,
 
 // ---- helpers ----
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const nativeOf = (m: Model) => (m as unknown as { nativeModel: NativeModel }).nativeModel;
 const iota = (n: number, from = 0) => Int32Array.from({ length: n }, (_, i) => from + i);
 function chainReq(tokens: number[], from: number, quant: number) {
@@ -99,7 +90,7 @@ describe('int8 W8A8 forward (quant 1), tiny random model (cpu)', () => {
   const ref: RefWeights = new Map();
   beforeAll(async () => {
     model = native().createModel(cfg, { backend: 'cpu', threads: 2, quantWeights: 1 });
-    const rnd = mulberry32(3);
+    const rnd = seededRandom(3);
     for (const s of model.tensorSpecs()) {
       const n = s.shape.reduce((a, b) => a * b, 1);
       const norm = s.name.endsWith('norm.weight');

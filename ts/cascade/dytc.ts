@@ -26,9 +26,9 @@
 // sources and confidence buckets with little evidence), so a variant that has not been tried, or
 // not lately, gets tried and its real rate learned; node probabilities use the point estimates.
 //
-// Reproducibility: when sampling, the tree decides how many random numbers verification draws, so
-// decisions then use only predicted times from a per-process snapshot of the latency model (no
-// wall-clock readings), and the same seed gives the same tokens.
+// Reproducibility: sampled tokens do not depend on the tree (verification draws one uniform per
+// position); when sampling, decisions also use only predicted times from a per-process snapshot of
+// the latency model (no wall-clock readings), so the drafting repeats too for a seed.
 import type { StrategyEnv } from '../decode/registry.js';
 import type { Sequence } from '../decode/sequence.js';
 import type { StepContext } from '../decode/strategy.js';
