@@ -101,18 +101,27 @@ type Action =
 const snapshots = new Map<string, LatencyModelJSON>();
 const liveModels = new Map<string, { lm: LatencyModel; steps: number; calibration: CalibrationReport }>();
 /**
- * Per model: what earlier greedy generations learned about each draft source (rate, evidence), to
- * warm-start the next generation's tracker, so it does not pay for exploring from scratch.
+ * Per model and cascade: what earlier greedy generations learned about each draft source (rate,
+ * evidence), to warm-start the next generation's tracker, so it does not pay for exploring from scratch.
  */
-const knowledge = new WeakMap<object, Map<string, { rate: number; count: number }>>();
-/** Per model: the last greedy generation's demand for layer-skip drafts (see planDemand). */
-const demandByModel = new WeakMap<object, number>();
+const knowledge = new WeakMap<object, Map<string, Map<string, { rate: number; count: number }>>>();
+/** Per model and cascade: the last greedy generation's demand for layer-skip drafts (see planDemand). */
+const demandByModel = new WeakMap<object, Map<string, number>>();
+
+/** A per-model memory kept per cascade, so cascades compared in one process do not teach each other. */
+function perCascade<T>(store: WeakMap<object, Map<string, T>>, model: object): Map<string, T> {
+  let m = store.get(model);
+  if (!m) store.set(model, (m = new Map()));
+  return m;
+}
 const LOOKUP_MS = 0.003; // a prompt lookup in TS, for reproducible decisions
 
 export class CasSpecStrategy extends DraftingStrategy {
   readonly name = 'cas-spec';
   private readonly modelVariants: ModelVariant[];
   private readonly useLookup: boolean;
+  /** The cascade's variant keys ('ls40+ls60+q1+pld'): what the per-model memories are kept under. */
+  private readonly cascadeKey: string;
   private readonly succ?: SuccessorTable;
   /** Alternatives verification returns per node (for token recycling). */
   readonly verifyTopk: number;
@@ -188,6 +197,7 @@ export class CasSpecStrategy extends DraftingStrategy {
     super(env, model.filter((v) => v.ratio !== undefined && v.skip !== undefined), opts);
     this.modelVariants = model;
     this.useLookup = variants.some((v) => v.kind === 'lookup');
+    this.cascadeKey = variants.map((v) => v.key).join('+');
     const recycle = variants.some((v) => v.kind === 'recycle');
     if (recycle) this.succ = new SuccessorTable(env.vocabSize);
     this.verifyTopk = recycle ? RECYCLE_K : 0;
@@ -201,9 +211,9 @@ export class CasSpecStrategy extends DraftingStrategy {
 
   protected onSequence(_seq: Sequence, reproducible: boolean): void {
     this.succ?.clear();
-    this.demand = (this.reproducibleOpt ?? reproducible) ? 0 : (demandByModel.get(this.env.model) ?? 0);
+    this.demand = (this.reproducibleOpt ?? reproducible) ? 0 : (perCascade(demandByModel, this.env.model).get(this.cascadeKey) ?? 0);
     // Sampling runs must not depend on earlier runs (reproducibility): no warm start there.
-    const k = this.reproducibleOpt ?? reproducible ? undefined : knowledge.get(this.env.model);
+    const k = this.reproducibleOpt ?? reproducible ? undefined : perCascade(knowledge, this.env.model).get(this.cascadeKey);
     if (k) for (const [src, { rate, count }] of k) this.tracker.warmStart(src, rate, Math.min(count, 20));
   }
 
@@ -659,9 +669,9 @@ export class CasSpecStrategy extends DraftingStrategy {
     this.overhead = 0.9 * this.overhead + 0.1 * Math.max(0, draftMs - this.stepPassMs);
     this.demand += ((this.skipPassThisStep ? 1 : 0) - this.demand) / 16;
     this.skipPassThisStep = false;
-    if (!(this.reproducibleOpt ?? this.lastReproducible)) demandByModel.set(this.env.model, this.demand);
+    if (!(this.reproducibleOpt ?? this.lastReproducible)) perCascade(demandByModel, this.env.model).set(this.cascadeKey, this.demand);
     this.steps++;
-    if (!(this.reproducibleOpt ?? this.lastReproducible) && this.steps % 8 === 0) knowledge.set(this.env.model, this.tracker.knowledge());
+    if (!(this.reproducibleOpt ?? this.lastReproducible) && this.steps % 8 === 0) perCascade(knowledge, this.env.model).set(this.cascadeKey, this.tracker.knowledge());
     const shared = this.key ? liveModels.get(this.key) : undefined;
     if (shared && shared.lm === this.lm && ++shared.steps % 256 === 0 && this.persist) storeCached(this.key!, this.lm);
   }
