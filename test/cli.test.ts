@@ -38,6 +38,9 @@ describe('casspec CLI', () => {
     const both = await run(process.execPath, [cli, 'generate', '-m', modelDir('pycode-tiny')]).catch((e) => e);
     expect(both.code).toBe(1);
     expect(both.stderr).toMatch(/E_INVALID_ARG/);
+    const strat = await run(process.execPath, [cli, 'generate', '-m', modelDir('pycode-tiny'), '-p', 'x', '--strategy', 'cas-spec:pld+nope']).catch((e) => e);
+    expect(strat.code).toBe(1);
+    expect(strat.stderr).toMatch(/unknown strategy 'cas-spec:pld\+nope'/);
   });
 
   it('doctor says which backend and why', async () => {

@@ -4,10 +4,14 @@ import { readFileSync } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { Model } from './model.js';
 import { CasspecError } from './errors.js';
-import { strategyNames, DEFAULT_STRATEGY } from './decode/registry.js';
+import { isStrategyName, strategyNames, DEFAULT_STRATEGY } from './decode/registry.js';
 import { doctor, formatDoctor } from './doctor.js';
 import { registerBench } from './bench/command.js';
 
+const strategyName = (v: string): string => {
+  if (!isStrategyName(v)) throw new InvalidArgumentError(`unknown strategy '${v}' (${strategyNames().join(', ')}, or cas-spec:<keys> such as cas-spec:pld+rec)`);
+  return v;
+};
 const int = (name: string) => (v: string) => {
   const n = Number(v);
   if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be a non-negative integer`);
@@ -31,7 +35,7 @@ program
   .option('-t, --temperature <t>', 'sampling temperature (0 = greedy)', num('--temperature'), 0)
   .option('--top-p <p>', 'nucleus sampling mass', num('--top-p'), 1)
   .option('-s, --seed <n>', 'sampling seed', int('--seed'), 0)
-  .addOption(new Option('--strategy <name>', 'decoding strategy').choices(strategyNames()).default(DEFAULT_STRATEGY))
+  .option('--strategy <name>', `decoding strategy: ${strategyNames().join(', ')}, or cas-spec:<variant keys joined by +>`, strategyName, DEFAULT_STRATEGY)
   .addOption(new Option('--backend <kind>', 'compute backend').choices(['auto', 'cpu', 'cuda']).default('auto'))
   .option('--context <n>', 'context length (prompt + generation)', int('--context'))
   .option('--json', 'print one JSON object instead of streaming text')
