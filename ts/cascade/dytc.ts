@@ -367,18 +367,14 @@ export class CasSpecStrategy extends DraftingStrategy {
       for (let node = 0; node < size; node++) {
         const pr = this.preds[node];
         if (!pr || this.p[node] < 1e-3) continue;
-        const kids = tree.nodes[node].children;
         while (pr.next < pr.ids.length && tree.childWithToken(node, pr.ids[pr.next]) >= 0) pr.next++;
         if (pr.next >= pr.ids.length) continue;
         const rank = pr.next;
         const alt = rank === 0 ? 0 : 1;
         const bi = confidenceIndex(pr.probs[rank]);
         const t = (pr.vi * 2 + alt) * CONFIDENCE_BUCKETS.length + bi;
-        let used = 0;
-        for (const c of kids) used += this.a[c];
-        const room1 = Math.max(0, 0.999 - used);
-        const b = this.branches + (kids.length > 0 ? 1 : 0);
-        const R = (1 + this.E + this.p[node] * Math.min(this.sib(t, true), room1)) / (this.D + this.verifyCost(size + 1, b) + ovh);
+        const room1 = this.childRoom(tree, node);
+        const R = this.freeChildRate(tree, node, Math.min(this.sib(t, true), room1), ovh);
         if (R > bestR) {
           bestR = R;
           const track = alt ? pr.v.key + ':alt' : pr.v.key;
@@ -406,11 +402,8 @@ export class CasSpecStrategy extends DraftingStrategy {
           if (r >= succ.k) continue;
           const bi = confidenceIndex(succ.probability(token, r));
           const track = r === 0 ? TOKEN_RECYCLING.key : TOKEN_RECYCLING.key + ':alt';
-          let used = 0;
-          for (const c of tree.nodes[node].children) used += this.a[c];
-          const room1 = Math.max(0, 0.999 - used);
-          const b = this.branches + (tree.nodes[node].children.length > 0 ? 1 : 0);
-          const R = (1 + this.E + this.p[node] * Math.min(this.tracker.optimistic(track, CONFIDENCE_BUCKETS[bi]), room1)) / (this.D + this.verifyCost(size + 1, b) + ovh);
+          const room1 = this.childRoom(tree, node);
+          const R = this.freeChildRate(tree, node, Math.min(this.tracker.optimistic(track, CONFIDENCE_BUCKETS[bi]), room1), ovh);
           if (R > bestR) {
             bestR = R;
             const est = Math.min(this.tracker.estimate(track, CONFIDENCE_BUCKETS[bi]), room1);
@@ -515,6 +508,23 @@ export class CasSpecStrategy extends DraftingStrategy {
     this.passCostTable.fill(NaN);
     this.stepLm = lm;
     this.stepCtx = ctx;
+  }
+
+  /** Acceptance mass still free among node's children (their estimates sum to at most ~1). */
+  private childRoom(tree: DraftTree, node: number): number {
+    let used = 0;
+    for (const c of tree.nodes[node].children) used += this.a[c];
+    return Math.max(0, 0.999 - used);
+  }
+
+  /**
+   * The step's expected tokens per ms if a child with acceptance estimate `est` that costs nothing
+   * to draft (a sibling, a recycled successor) joins `node`: one more node to verify, and one more
+   * branch unless node is a leaf.
+   */
+  private freeChildRate(tree: DraftTree, node: number, est: number, ovh: number): number {
+    const b = this.branches + (tree.nodes[node].children.length > 0 ? 1 : 0);
+    return (1 + this.E + this.p[node] * est) / (this.D + this.verifyCost(tree.size + 1, b) + ovh);
   }
 
   /** Predicted verification time of a tree of n nodes (cached per step). */
