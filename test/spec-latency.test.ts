@@ -49,6 +49,17 @@ describe('LatencyModel', () => {
     }
   });
 
+  it('does not fit a one-off pass (graph capture, GC pause) as the cost of its shape', () => {
+    const measured: [number, number][] = [[1, 0.595], [2, 0.591], [4, 0.585], [8, 0.712], [16, 0.897], [32, 1.293], [64, 2.475]];
+    const lm = new LatencyModel();
+    for (let rep = 0; rep < 4; rep++) for (const [n, ms] of measured) lm.observe({ n, nOut: n, ctx: 600, fa: 1, fm: 1, quant: 0 }, ms, 'verify');
+    const shape = { n: 24, nOut: 24, ctx: 600, fa: 1, fm: 1, quant: 0, branches: 6 };
+    const before = lm.predict(shape);
+    lm.observe(shape, 25 * before, 'verify'); // a 25x pass on a shape never seen before
+    expect(lm.predict(shape) / before).toBeLessThan(1.2);
+    expect(lm.predict({ n: 8, nOut: 8, ctx: 600, fa: 1, fm: 1, quant: 0 }) / 0.712).toBeLessThan(1.2);
+  });
+
   it('fits the measured step-shaped GPU cost of n (H200, pycode-small) within 10% everywhere in 1..64', () => {
     // Measured full-model forwards of n chain tokens (bench --kernels, 2026-11-30): flat to 4, then steps.
     const measured: [number, number][] = [[1, 0.595], [2, 0.591], [4, 0.585], [8, 0.712], [16, 0.897], [32, 1.293], [64, 2.475]];
