@@ -83,6 +83,15 @@ describe('variants that cannot pay', () => {
     expect(d.variants.ls40?.forwards ?? 0).toBe(0);
   });
 
+  it('does not search skip plans for variants the router does not use', async () => {
+    const model = new FakeModel({ cost: { base: 1, perToken: 0.02, perCtx: 0.001, perOut: 0.01, draftScale: 2 } });
+    const s = new CasSpecStrategy(fakeEnv(model), { variants: [layerSkipVariant(8, 0.4), PROMPT_LOOKUP], clock: model.now, latency: new LatencyModel(), persist: false });
+    const r = await runFake(model, s, fakePrompt(24, 40, 64, 1), { maxTokens: 120 });
+    const search = (r.stats.details as { search?: { searches: number; stepsWithoutDemand: number } }).search!;
+    expect(search.searches).toBe(0);
+    expect(search.stepsWithoutDemand).toBeGreaterThan(50);
+  });
+
   it('keeps a cheap variant the text rewards', async () => {
     const model = new FakeModel({ cost: { base: 1, perToken: 0.02, perCtx: 0.001, perOut: 0.01, draftScale: 0.3 } });
     const s = new CasSpecStrategy(fakeEnv(model), { variants: [layerSkipVariant(8, 0.4), PROMPT_LOOKUP], clock: model.now, latency: new LatencyModel(), persist: false });
