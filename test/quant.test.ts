@@ -144,6 +144,10 @@ describe('int8 W8A8 forward (quant 1), tiny random model (cpu)', () => {
     pctx.dispose();
     plain.dispose();
     expect(() => native().createModel(cfg, { backend: 'cpu', quantWeights: 2 })).toThrow(/quantWeights/);
+    // int8 sums are exact int32 only up to K = 2^31 / 127^2 = 133144 inputs per projection.
+    const wide = { ...cfg, intermediateSize: 133145 };
+    expect(() => native().createModel(wide, { backend: 'cpu', quantWeights: 1 })).toThrow(/133144/);
+    native().createModel(wide, { backend: 'cpu' }).dispose(); // fine without the int8 copy
     ctx.dispose();
   });
 });

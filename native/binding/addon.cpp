@@ -51,6 +51,15 @@ std::atomic<int64_t> gLiveModels{0};
 std::atomic<int64_t> gLiveContexts{0};
 std::atomic<int64_t> gCpuKvBytes{0};  // KV cache bytes of live CPU contexts (plus reservations)
 
+// Host bytes the CPU backend holds for a tensor: F32 values, plus its int8 codes and per-row scales
+// when the model keeps int8 draft weights.
+double cpuHostBytes(const casspec::Model& m, const casspec::TensorSpec& spec) {
+  double n = 1;
+  for (int64_t dim : spec.shape) n *= (double)dim;
+  const bool q = m.quantWeights() == casspec::kQuantInt8 && casspec::isQuantizedRole(spec.role);
+  return 4 * n + (q ? n + 4.0 * (double)spec.shape[0] : 0);
+}
+
 int64_t physicalMemoryBytes() {
 #if defined(_WIN32)
   MEMORYSTATUSEX s;
@@ -578,8 +587,10 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     valueCheck([&] {
       if (m->backend().name() != "cpu") return;
       const int64_t phys = physicalMemoryBytes();
-      const int64_t f32 = (int64_t)(length / dtypeSize(dt)) * 4;
-      require(phys <= 0 || m->backend().weightBytes() + m->backend().quantBytes() + f32 <= phys, "E_OOM",
+      double bytes = 0;
+      for (const auto& spec : m->specs())
+        if (spec.name == name) bytes = cpuHostBytes(*m, spec);
+      require(phys <= 0 || (double)(m->backend().weightBytes() + m->backend().quantBytes()) + bytes <= (double)phys, "E_OOM",
               "tensor '" + name + "' would take the CPU weights past the " + std::to_string(phys) + " bytes of physical memory");
     });
     std::shared_ptr<uint8_t[]> copy;
@@ -609,14 +620,10 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     valueCheck([&] {
       if (m->backend().name() != "cpu") return;
       double total = 0;
-      for (const auto& s : m->specs()) {
-        double n = 4;
-        for (int64_t dim : s.shape) n *= (double)dim;
-        total += n;
-      }
+      for (const auto& s : m->specs()) total += cpuHostBytes(*m, s);
       const int64_t phys = physicalMemoryBytes();
       require(phys <= 0 || total <= (double)phys, "E_OOM",
-              "random weights of this shape need " + std::to_string((int64_t)total) + " bytes as F32, more than the " +
+              "random weights of this shape need " + std::to_string((int64_t)total) + " bytes as F32 (and int8 copies), more than the " +
                   std::to_string(phys) + " bytes of physical memory");
     });
     return Task::start(

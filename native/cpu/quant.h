@@ -5,7 +5,7 @@
 //   y[t][r] = float(sum_k qw[r][k] * qx[t][k]) * (sx[t] * sw[r])
 //
 // All in fp32 with one rounding per operation (a row of zeros gets scale 0 and codes 0). The sum
-// is an exact int32 (|sum| <= K * 127^2 < 2^31 for K < 133000), so it has no order to get wrong:
+// is an exact int32 (|sum| <= K * 127^2 < 2^31 for K <= kQuantInt8MaxK, checked at load), so it has no order to get wrong:
 // results are bitwise independent of batching, tiling and threads, and the CUDA kernels, whatever
 // their split of K, produce the same integer.
 #pragma once

@@ -35,11 +35,6 @@ int64_t Weights::quantBytes() const {
   return b;
 }
 
-bool isQuantizedRole(Role r) {
-  return r == Role::Wq || r == Role::Wk || r == Role::Wv || r == Role::Wo || r == Role::Wgate || r == Role::Wup ||
-         r == Role::Wdown;
-}
-
 LayerQuant Weights::layerQuant(int l) const {
   auto p = [&](Role r) { return &quant_[layerIndex_[l][(int)r - (int)Role::AttnNorm]]; };
   return {p(Role::Wq), p(Role::Wk), p(Role::Wv), p(Role::Wo), p(Role::Wgate), p(Role::Wup), p(Role::Wdown)};

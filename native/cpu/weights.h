@@ -20,7 +20,6 @@ struct LayerQuant {
 };
 
 // Whether tensors of this role get an int8 copy: the 7 projections of a layer, nothing else.
-bool isQuantizedRole(Role r);
 
 class Weights {
  public:

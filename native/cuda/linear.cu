@@ -250,38 +250,43 @@ __global__ void __launch_bounds__(kLinThreads, LinCfg<NTB>::kMinBlocks)
     }
     __syncthreads();
 
-    if (kBulk && rowOk) {
-      // Chunks start on round boundaries (kStage % kBulkChunk == 0): kb = kt0 + chunk * kBulkChunk.
-      const uint4* sb = bbuf(cur);
-      for (int kb = r0; kb < r1; kb += kBulkChunk) {
-        mbarWait(&fullBar[warp][slot], phase);
-        const uint4* ws = wring + slot * kBulkChunk * 32 + lane;
+    // Compile-time choice: each instantiation holds only its own pipeline's loop.
+    if constexpr (kBulk) {
+      if (rowOk) {
+        // Chunks start on round boundaries (kStage % kBulkChunk == 0): kb = kt0 + chunk * kBulkChunk.
+        const uint4* sb = bbuf(cur);
+        for (int kb = r0; kb < r1; kb += kBulkChunk) {
+          mbarWait(&fullBar[warp][slot], phase);
+          const uint4* ws = wring + slot * kBulkChunk * 32 + lane;
 #pragma unroll
-        for (int i = 0; i < kBulkChunk; ++i) {
-          const int kk = kb + i;
-          if (kk < r1) {
-            const uint4 av = ws[i * 32];
-            const uint32_t A[4] = {av.x, av.y, av.z, av.w};
-            kTileMma<H, NTB>(acc, A, sb + (kk - r0) * NTB * 32 + lane, ntiles);
+          for (int i = 0; i < kBulkChunk; ++i) {
+            const int kk = kb + i;
+            if (kk < r1) {
+              const uint4 av = ws[i * 32];
+              const uint32_t A[4] = {av.x, av.y, av.z, av.w};
+              kTileMma<H, NTB>(acc, A, sb + (kk - r0) * NTB * 32 + lane, ntiles);
+            }
           }
+          // Every lane's reads of this slot are done (their mmas consumed them): refill it.
+          __syncwarp();
+          if (lane == 0 && chunk + stages < nChunks) issueChunk(chunk + stages, slot);
+          ++chunk;
+          if (++slot == stages) slot = 0, phase ^= 1u;
         }
-        // Every lane's reads of this slot are done (their mmas consumed them): refill it.
-        __syncwarp();
-        if (lane == 0 && chunk + stages < nChunks) issueChunk(chunk + stages, slot);
-        ++chunk;
-        if (++slot == stages) slot = 0, phase ^= 1u;
       }
-    } else if (rowOk) {
-      const uint4* sb = stage + cur * kBuf;
-      for (int kb = r0; kb < r1; kb += C::kRing) {
+    } else {
+      if (rowOk) {
+        const uint4* sb = stage + cur * kBuf;
+        for (int kb = r0; kb < r1; kb += C::kRing) {
 #pragma unroll
-        for (int i = 0; i < C::kRing; ++i) {
-          const int kk = kb + i;
-          if (kk < r1) {
-            const uint4 av = ring[i];
-            if (kk + C::kRing < kt1) ring[i] = ldStream(wrow + (size_t)(kk + C::kRing) * 32);
-            const uint32_t A[4] = {av.x, av.y, av.z, av.w};
-            kTileMma<H, NTB>(acc, A, sb + (kk - r0) * NTB * 32 + lane, ntiles);
+          for (int i = 0; i < C::kRing; ++i) {
+            const int kk = kb + i;
+            if (kk < r1) {
+              const uint4 av = ring[i];
+              if (kk + C::kRing < kt1) ring[i] = ldStream(wrow + (size_t)(kk + C::kRing) * 32);
+              const uint32_t A[4] = {av.x, av.y, av.z, av.w};
+              kTileMma<H, NTB>(acc, A, sb + (kk - r0) * NTB * 32 + lane, ntiles);
+            }
           }
         }
       }
@@ -406,10 +411,12 @@ void launchH(const LinArgs& a, int ntb, int tokenGroups, bool pdl, cudaStream_t 
     case 1: return launchT<H, 1, kBulk>(a, tokenGroups, pdl, stream, stages);
     case 2: return launchT<H, 2, kBulk>(a, tokenGroups, pdl, stream, stages);
     case 4: return launchT<H, 4, kBulk>(a, tokenGroups, pdl, stream, stages);
-    default:
-      if constexpr (kBulk) return;  // not reached: launchLinear sends ntb > kBulkNtbMax to the register kernel
-      else return launchT<H, 8, false>(a, tokenGroups, pdl, stream, stages);
+    case 8:
+      if constexpr (!kBulk) return launchT<H, 8, false>(a, tokenGroups, pdl, stream, stages);
+      break;
   }
+  // A launch shape no kernel is instantiated for must fail loudly, never skip the projection.
+  fail("E_INTERNAL", "linear kernel: no " + std::string(kBulk ? "bulk" : "register") + " kernel for " + std::to_string(ntb) + " n-tiles per block");
 }
 
 template <class H, bool kBulk>
@@ -442,9 +449,16 @@ LinearImpl& implRef() {
 LinearImpl parseLinearImpl(const char* spec) {
   LinearImpl r;
   if (!spec) return r;
-  if (std::strncmp(spec, "bulk", 4) == 0) {
+  // Exactly "bulk" or "bulk:<slots>"; anything else ("regs", typos) is the default.
+  if (std::strcmp(spec, "bulk") == 0) {
     r.bulk = true;
-    if (spec[4] == ':') r.stages = std::max(0, std::min(kBulkMaxStages, std::atoi(spec + 5)));
+  } else if (std::strncmp(spec, "bulk:", 5) == 0) {
+    char* end = nullptr;
+    const long n = std::strtol(spec + 5, &end, 10);
+    if (end != spec + 5 && *end == '\0') {
+      r.bulk = true;
+      r.stages = (int)std::max(0L, std::min((long)kBulkMaxStages, n));
+    }
   }
   return r;
 }

@@ -53,11 +53,9 @@ __global__ void fillRowsKernel(uint64_t seed, int index, int rows, int K, RowDes
   }
 }
 
-// One warp per source row: absmax, scale = absmax / 127, codes (as quantizeRow, native/cpu/quant.cpp).
-__global__ void quantRowsKernel(const void* src, DType srcType, int64_t row0, int rows, int K, RowDest d, bool dummy,
-                                uint64_t seed, int index) {
-  const int i = (int)((blockIdx.x * (size_t)blockDim.x + threadIdx.x) / 32), lane = threadIdx.x & 31;
-  if (i >= rows) return;
+// One row per warp: absmax, scale = absmax / 127, codes (as quantizeRow, native/cpu/quant.cpp).
+__device__ __forceinline__ void quantRow(const void* src, DType srcType, int64_t row0, int i, int K, const RowDest& d, bool dummy, uint64_t seed,
+                         int index, int lane) {
   auto value = [&](int64_t k) {
     const size_t e = (size_t)i * K + k;
     return dummy ? dummyWeight(seed, index, e, false) : srcValue(src, srcType, e);
@@ -73,6 +71,15 @@ __global__ void quantRowsKernel(const void* src, DType srcType, int64_t row0, in
     const float c = scale > 0.f ? rintf(__fdiv_rn(value(k), scale)) : 0.f;
     dst[packedA8(row, k, d.KT)] = (int8_t)fminf(127.f, fmaxf(-127.f, c));
   }
+}
+
+// Quantizes `rows` source rows; warps stride over them: the grid is capped (gridFor), a matrix may have more rows than warps.
+__global__ void quantRowsKernel(const void* src, DType srcType, int64_t row0, int rows, int K, RowDest d, bool dummy,
+                                uint64_t seed, int index) {
+  const int lane = threadIdx.x & 31;
+  const size_t warps = (size_t)gridDim.x * blockDim.x / 32;
+  for (size_t w = (blockIdx.x * (size_t)blockDim.x + threadIdx.x) / 32; w < (size_t)rows; w += warps)
+    quantRow(src, srcType, row0, (int)w, K, d, dummy, seed, index, lane);
 }
 
 __global__ void vectorKernel(const void* src, DType t, int n, float* dst) {

@@ -43,6 +43,8 @@ constexpr int kMaxTopK = 16;
 // y = float(sum) * (sx * sw). Embedding, norms, RoPE, attention, residual and LM head are unchanged.
 // Its weights are a second copy made at load time, only when BackendOptions::quantWeights asks.
 constexpr int kQuantNone = 0;
+// Widest projection input an exact int32 sum of int8 products allows: 2^31 / 127^2.
+constexpr int64_t kQuantInt8MaxK = 133144;
 constexpr int kQuantInt8 = 1;
 
 struct ForwardResult {

@@ -35,6 +35,11 @@ enum class Role : int {
   Count
 };
 
+// The tensors the int8 draft mode (kQuantInt8) keeps a quantized copy of: every layer's projections.
+inline bool isQuantizedRole(Role r) {
+  return r == Role::Wq || r == Role::Wk || r == Role::Wv || r == Role::Wo || r == Role::Wgate || r == Role::Wup || r == Role::Wdown;
+}
+
 struct TensorSpec {
   std::string name;            // Hugging Face name, e.g. "model.layers.3.self_attn.q_proj.weight"
   Role role;

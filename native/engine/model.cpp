@@ -2,6 +2,8 @@
 
 #include "errors.h"
 
+#include <algorithm>
+
 namespace casspec {
 
 Model::Model(const ModelConfig& c, const BackendOptions& o) : config_(c) {
@@ -11,6 +13,13 @@ Model::Model(const ModelConfig& c, const BackendOptions& o) : config_(c) {
   require(o.quantWeights == kQuantNone || o.quantWeights == kQuantInt8, "E_INVALID_ARG",
           "quantWeights must be 0 (none) or 1 (int8), got " + std::to_string(o.quantWeights));
   quantWeights_ = o.quantWeights;
+  if (quantWeights_ == kQuantInt8) {
+    // int8 products are summed exactly in int32: |sum| <= K * 127^2 must stay below 2^31.
+    const int64_t k = std::max({(int64_t)config_.hidden, (int64_t)config_.qDim(), (int64_t)config_.ffn});
+    require(k <= kQuantInt8MaxK, "E_CONFIG",
+            "int8 draft weights need every projection's input width <= " + std::to_string(kQuantInt8MaxK) + " (int32 sums), this config has " +
+                std::to_string(k));
+  }
   if (o.kind == "cpu") {
     backend_ = makeCpuBackend(config_, o);
   } else if (o.kind == "cuda") {
