@@ -22,7 +22,8 @@ CpuContext::CpuContext(CpuBackend& backend, int capacity)
     : be_(backend), kv_(backend.config().layers, capacity, backend.config().kvDim()),
       scores_(backend.pool().size(), std::vector<float>(capacity)) {}
 
-static void grow(std::vector<float>& v, size_t n) {
+template <class T>
+static void grow(std::vector<T>& v, size_t n) {
   if (v.size() < n) v.resize(n);
 }
 
@@ -57,8 +58,8 @@ void CpuContext::project(bool quant, const MatJob* jobs, const QuantRows* const*
     return;
   }
   const int in = jobs[0].in;
-  if (xq_.size() < (size_t)n * in) xq_.resize((size_t)n * in);
-  if (sx_.size() < (size_t)n) sx_.resize(n);
+  grow(xq_, (size_t)n * in);
+  grow(sx_, (size_t)n);
   be_.pool().run(n, [&](int t, int) { sx_[t] = quantizeRow(jobs[0].x + t * jobs[0].ldx, in, &xq_[(size_t)t * in]); });
   QuantJob qj[3];
   for (int j = 0; j < nJobs; ++j) qj[j] = {q[j], xq_.data(), (size_t)in, sx_.data(), jobs[j].y, jobs[j].ldy};

@@ -33,9 +33,6 @@ CASSPEC_INLINE void tile(const float* __restrict w, int in, const float* __restr
 
 // 4 x 3 measured fastest on x86 with both SSE and AVX (no FMA) without spilling accumulators.
 constexpr int kTileRows = 4, kTileTokens = 3;
-// Rows per task: small enough to spread a single-token matmul over the threads, large enough that
-// a task's weight rows stay in L1/L2 while its tokens stream past them.
-constexpr int kRowsPerTask = 32;
 // Tokens per pass over a task's rows: bounds the activations that must stay cached.
 constexpr int kTokensPerBlock = 60;
 
@@ -61,17 +58,9 @@ static void blockBaseline(const MatJob& j, int rBegin, int rEnd, int n) { block(
 CASSPEC_AVX2 static void blockAvx2(const MatJob& j, int rBegin, int rEnd, int n) { block(j, rBegin, rEnd, n); }
 
 void matmul(ThreadPool& pool, const MatJob* jobs, int nJobs, int n) {
-  struct Block {
-    int job, r0, r1;
-  };
-  std::vector<Block> blocks;
-  for (int j = 0; j < nJobs; ++j)
-    for (int r = 0; r < jobs[j].rows; r += kRowsPerTask) blocks.push_back({j, r, std::min(jobs[j].rows, r + kRowsPerTask)});
   const bool avx2 = useAvx2();
-  pool.run((int)blocks.size(), [&](int task, int) {
-    const Block& b = blocks[task];
-    (avx2 ? blockAvx2 : blockBaseline)(jobs[b.job], b.r0, b.r1, n);
-  });
+  forRowBlocks(pool, nJobs, [&](int j) { return jobs[j].rows; },
+               [&](int j, int r0, int r1) { (avx2 ? blockAvx2 : blockBaseline)(jobs[j], r0, r1, n); });
 }
 
 }  // namespace casspec::cpu

@@ -1,6 +1,8 @@
 #include "strict_fp.h"
 #include "quant.h"
 
+#include "matmul.h"
+
 #include <algorithm>
 #include <cmath>
 
@@ -33,21 +35,12 @@ static inline int32_t dotQ8(const int8_t* __restrict a, const int8_t* __restrict
 }
 
 // Threads split the rows (as matmul does); each output is one exact integer sum.
-constexpr int kRowsPerTask = 32;
-
 void matmulQ8(ThreadPool& pool, const QuantJob* jobs, int nJobs, int n) {
-  struct Block {
-    int job, r0, r1;
-  };
-  std::vector<Block> blocks;
-  for (int j = 0; j < nJobs; ++j)
-    for (int r = 0; r < jobs[j].w->rows; r += kRowsPerTask) blocks.push_back({j, r, std::min(jobs[j].w->rows, r + kRowsPerTask)});
-  pool.run((int)blocks.size(), [&](int task, int) {
-    const Block& b = blocks[task];
-    const QuantJob& j = jobs[b.job];
+  forRowBlocks(pool, nJobs, [&](int j) { return jobs[j].w->rows; }, [&](int jb, int r0, int r1) {
+    const QuantJob& j = jobs[jb];
     const int in = j.w->in;
     for (int t = 0; t < n; ++t)
-      for (int r = b.r0; r < b.r1; ++r) {
+      for (int r = r0; r < r1; ++r) {
         const int32_t acc = dotQ8(&j.w->q[(size_t)r * in], j.x + t * j.ldx, in);
         j.y[t * j.ldy + r] = (float)acc * (j.sx[t] * j.w->scale[r]);
       }
