@@ -250,43 +250,38 @@ __global__ void __launch_bounds__(kLinThreads, LinCfg<NTB>::kMinBlocks)
     }
     __syncthreads();
 
-    // Compile-time choice: each instantiation holds only its own pipeline's loop.
-    if constexpr (kBulk) {
-      if (rowOk) {
-        // Chunks start on round boundaries (kStage % kBulkChunk == 0): kb = kt0 + chunk * kBulkChunk.
-        const uint4* sb = bbuf(cur);
-        for (int kb = r0; kb < r1; kb += kBulkChunk) {
-          mbarWait(&fullBar[warp][slot], phase);
-          const uint4* ws = wring + slot * kBulkChunk * 32 + lane;
+    if (kBulk && rowOk) {
+      // Chunks start on round boundaries (kStage % kBulkChunk == 0): kb = kt0 + chunk * kBulkChunk.
+      const uint4* sb = bbuf(cur);
+      for (int kb = r0; kb < r1; kb += kBulkChunk) {
+        mbarWait(&fullBar[warp][slot], phase);
+        const uint4* ws = wring + slot * kBulkChunk * 32 + lane;
 #pragma unroll
-          for (int i = 0; i < kBulkChunk; ++i) {
-            const int kk = kb + i;
-            if (kk < r1) {
-              const uint4 av = ws[i * 32];
-              const uint32_t A[4] = {av.x, av.y, av.z, av.w};
-              kTileMma<H, NTB>(acc, A, sb + (kk - r0) * NTB * 32 + lane, ntiles);
-            }
+        for (int i = 0; i < kBulkChunk; ++i) {
+          const int kk = kb + i;
+          if (kk < r1) {
+            const uint4 av = ws[i * 32];
+            const uint32_t A[4] = {av.x, av.y, av.z, av.w};
+            kTileMma<H, NTB>(acc, A, sb + (kk - r0) * NTB * 32 + lane, ntiles);
           }
-          // Every lane's reads of this slot are done (their mmas consumed them): refill it.
-          __syncwarp();
-          if (lane == 0 && chunk + stages < nChunks) issueChunk(chunk + stages, slot);
-          ++chunk;
-          if (++slot == stages) slot = 0, phase ^= 1u;
         }
+        // Every lane's reads of this slot are done (their mmas consumed them): refill it.
+        __syncwarp();
+        if (lane == 0 && chunk + stages < nChunks) issueChunk(chunk + stages, slot);
+        ++chunk;
+        if (++slot == stages) slot = 0, phase ^= 1u;
       }
-    } else {
-      if (rowOk) {
-        const uint4* sb = stage + cur * kBuf;
-        for (int kb = r0; kb < r1; kb += C::kRing) {
+    } else if (rowOk) {
+      const uint4* sb = stage + cur * kBuf;
+      for (int kb = r0; kb < r1; kb += C::kRing) {
 #pragma unroll
-          for (int i = 0; i < C::kRing; ++i) {
-            const int kk = kb + i;
-            if (kk < r1) {
-              const uint4 av = ring[i];
-              if (kk + C::kRing < kt1) ring[i] = ldStream(wrow + (size_t)(kk + C::kRing) * 32);
-              const uint32_t A[4] = {av.x, av.y, av.z, av.w};
-              kTileMma<H, NTB>(acc, A, sb + (kk - r0) * NTB * 32 + lane, ntiles);
-            }
+        for (int i = 0; i < C::kRing; ++i) {
+          const int kk = kb + i;
+          if (kk < r1) {
+            const uint4 av = ring[i];
+            if (kk + C::kRing < kt1) ring[i] = ldStream(wrow + (size_t)(kk + C::kRing) * 32);
+            const uint32_t A[4] = {av.x, av.y, av.z, av.w};
+            kTileMma<H, NTB>(acc, A, sb + (kk - r0) * NTB * 32 + lane, ntiles);
           }
         }
       }

@@ -53,9 +53,11 @@ __global__ void fillRowsKernel(uint64_t seed, int index, int rows, int K, RowDes
   }
 }
 
-// One row per warp: absmax, scale = absmax / 127, codes (as quantizeRow, native/cpu/quant.cpp).
-__device__ __forceinline__ void quantRow(const void* src, DType srcType, int64_t row0, int i, int K, const RowDest& d, bool dummy, uint64_t seed,
-                         int index, int lane) {
+// One warp per source row: absmax, scale = absmax / 127, codes (as quantizeRow, native/cpu/quant.cpp).
+__global__ void quantRowsKernel(const void* src, DType srcType, int64_t row0, int rows, int K, RowDest d, bool dummy,
+                                uint64_t seed, int index) {
+  const int i = (int)((blockIdx.x * (size_t)blockDim.x + threadIdx.x) / 32), lane = threadIdx.x & 31;
+  if (i >= rows) return;
   auto value = [&](int64_t k) {
     const size_t e = (size_t)i * K + k;
     return dummy ? dummyWeight(seed, index, e, false) : srcValue(src, srcType, e);
@@ -71,15 +73,6 @@ __device__ __forceinline__ void quantRow(const void* src, DType srcType, int64_t
     const float c = scale > 0.f ? rintf(__fdiv_rn(value(k), scale)) : 0.f;
     dst[packedA8(row, k, d.KT)] = (int8_t)fminf(127.f, fmaxf(-127.f, c));
   }
-}
-
-// Quantizes `rows` source rows; warps stride over them: the grid is capped (gridFor), a matrix may have more rows than warps.
-__global__ void quantRowsKernel(const void* src, DType srcType, int64_t row0, int rows, int K, RowDest d, bool dummy,
-                                uint64_t seed, int index) {
-  const int lane = threadIdx.x & 31;
-  const size_t warps = (size_t)gridDim.x * blockDim.x / 32;
-  for (size_t w = (blockIdx.x * (size_t)blockDim.x + threadIdx.x) / 32; w < (size_t)rows; w += warps)
-    quantRow(src, srcType, row0, (int)w, K, d, dummy, seed, index, lane);
 }
 
 __global__ void vectorKernel(const void* src, DType t, int n, float* dst) {
@@ -110,12 +103,22 @@ void launchFillRows(uint64_t seed, int index, int rows, int K, const RowDest& d,
     launchKernel(fillRowsKernel<__half>, g, dim3(256), 0, stream, false, "fillRowsKernel", seed, index, rows, K, d);
 }
 
+// quantRowsKernel runs one warp per row on a grid that gridFor caps at 65536 blocks of 8 warps.
+constexpr int kQuantRowsMax = 65536 * 8;
+static void checkQuantRows(int rows) {
+  if (rows > kQuantRowsMax)
+    fail("E_CONFIG", "int8 draft weights: a projection of " + std::to_string(rows) + " rows exceeds the " + std::to_string(kQuantRowsMax) +
+                         " the quantizer covers");
+}
+
 void launchQuantRows(const void* src, DType srcType, int64_t row0, int rows, int K, const RowDest& d, cudaStream_t stream) {
+  checkQuantRows(rows);
   launchKernel(quantRowsKernel, gridFor((size_t)rows * 32), dim3(256), 0, stream, false, "quantRowsKernel", src, srcType, row0,
                rows, K, d, false, (uint64_t)0, 0);
 }
 
 void launchQuantFillRows(uint64_t seed, int index, int rows, int K, const RowDest& d, cudaStream_t stream) {
+  checkQuantRows(rows);
   launchKernel(quantRowsKernel, gridFor((size_t)rows * 32), dim3(256), 0, stream, false, "quantRowsKernel", (const void*)nullptr,
                DType::F32, (int64_t)0, rows, K, d, true, seed, index);
 }
