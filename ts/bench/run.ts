@@ -85,6 +85,12 @@ export interface RoutingSummary {
   costCurve: number[] | null;
 }
 
+/** `{ routing }` for a cas-spec generation, else nothing (spread into the record). */
+function routingField(details: Record<string, unknown> | undefined): { routing?: RoutingSummary } {
+  const routing = routingOf(details);
+  return routing ? { routing } : {};
+}
+
 function routingOf(details: Record<string, unknown> | undefined): RoutingSummary | undefined {
   const d = details as
     | {
@@ -251,7 +257,7 @@ export async function runBench(model: BenchModel, opts: RunOptions): Promise<Ben
         draftMs: median(rs.map((x) => x.stats.draftMs)),
         verifyMs: median(rs.map((x) => x.stats.verifyMs)),
         firstTokenMs: median(rs.map((x) => x.stats.timeToFirstTokenMs)),
-        ...(routingOf(first.stats.details) ? { routing: routingOf(first.stats.details) } : {}),
+        ...routingField(first.stats.details),
       });
     }
   }

@@ -133,7 +133,7 @@ export async function calibrate(
           };
           // Every shape is run once untimed first: the CUDA backend captures a graph per token
           // bucket and skip plan on first use, which costs several forwards' time and would
-          // otherwise be fitted as the cost of that size (it made 16-token passes look 2x dearer).
+          // otherwise be fitted as the cost of that size.
           try {
             await ctx.forward(req);
           } catch (e) {
