@@ -1,7 +1,8 @@
 // Attention kernels; see attention.cuh for the numerics contract.
 //
-// Block = 4 warps for one (chunk, kv head): the chunk's committed keys/values are staged in shared
-// memory once (they are the same for every token); then for each group of 16 query rows (row =
+// Block = 4 warps for one (chunk, kv head): the chunk's keys/values that every token finds in the
+// same slot (the committed prefix, and a chain's or prefill's own tokens: Params::stagedKeys) are
+// staged in shared memory once; then for each group of 16 query rows (row =
 // token * group + head-in-group) the 4 warps split the chunk's 64 keys, FlashAttention-2 style:
 // S = Q K^T and O = P V with the 16 rows as the mma M dimension, so P goes from the S accumulators
 // to the A operand in registers. (One warp per row group left 3 of 4 warps idle at decode.)
@@ -642,7 +643,7 @@ __global__ void __launch_bounds__(kAttnWarps * 32) attnKernel(const AttnArgs a) 
 
   for (int c = blockIdx.x; c < nChunks; c += gridDim.x) {
     const int j0 = c * CH;
-    const int nStage = min(max(committed - j0, 0), CH);  // committed keys: slot == key index
+    const int nStage = min(max(P.stagedKeys() - j0, 0), CH);  // keys in their own slot (params.cuh)
     __syncthreads();  // the previous chunk's readers are done with shared memory
     if constexpr (KV32) {
       const float* kf = static_cast<const float*>(a.k);

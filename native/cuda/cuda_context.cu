@@ -1,6 +1,7 @@
 #include "cuda_context.cuh"
 
 #include <algorithm>
+#include <cstdint>
 #include <cmath>
 #include <cstring>
 
@@ -28,6 +29,25 @@ int bucketOf(int n) {
 }
 // n-tiles (of 8 tokens) per matrix-kernel block for a launch of up to maxTokens tokens.
 int ntbFor(int maxTokens) { return maxTokens <= 8 ? 1 : maxTokens <= 16 ? 2 : maxTokens <= 32 ? 4 : 8; }
+
+// The largest d such that, for tokens [s0, s1), every ancestor at depth < d sits in slot
+// committed + depth, i.e. at its own key index. Attention stages those keys in shared memory like
+// the committed prefix; the rest go through per-token slot lookups (attention.cuh). A prefill
+// chunk or a draft chain appended in order is all natural; tree branches end it.
+int naturalDepth(const Batch& b, int s0, int s1) {
+  int d = 0;  // the longest list seen while every list so far is natural ...
+  int cut = INT32_MAX;  // ... up to the first depth where some token's slot is elsewhere
+  for (int t = s0; t < s1 && cut > 0; ++t) {
+    const int32_t* anc = b.ancSlots + b.ancOffsets[t];
+    const int len = b.ancOffsets[t + 1] - b.ancOffsets[t];
+    const int lim = std::min(len, cut);
+    int i = 0;
+    while (i < lim && anc[i] == b.committed + i) ++i;
+    if (i < lim) cut = i;
+    d = std::max(d, std::min(len, cut));
+  }
+  return std::min(d, cut);
+}
 }  // namespace
 
 CudaContext::CudaContext(CudaBackend& be, int capacity) : be_(be), capacity_(capacity) {
@@ -311,6 +331,7 @@ void CudaContext::runPiece(const Batch& b, const Piece& p, ForwardResult& out, b
   h[kP_topk] = b.topk;
   h[kP_maxKeys] = b.committed + maxAnc;
   h[kP_vocab] = c.vocab;
+  h[kP_stagedKeys] = b.committed + naturalDepth(b, p.s0, p.s1);
   h[kP_tokens] = o;
   std::memcpy(h + o, b.tokens + p.s0, n * 4), o += n;
   h[kP_slots] = o;

@@ -20,6 +20,8 @@ enum ParamField : int {
   kP_ancSlots,
   kP_outRows,        // [nOut]
   kP_vocab,          // copy of the config's vocab (result layout)
+  kP_stagedKeys,     // >= committed: every key index j below it sits in slot j for each token that has
+                     // it (the committed prefix, then a chain's or a prefill's own tokens)
   kP_headerSize = 16
 };
 
@@ -30,6 +32,7 @@ struct Params {
   __device__ __forceinline__ int nOut() const { return p[kP_nOut]; }
   __device__ __forceinline__ int topk() const { return p[kP_topk]; }
   __device__ __forceinline__ int maxKeys() const { return p[kP_maxKeys]; }
+  __device__ __forceinline__ int stagedKeys() const { return p[kP_stagedKeys]; }
   __device__ __forceinline__ const int32_t* tokens() const { return p + p[kP_tokens]; }
   __device__ __forceinline__ const int32_t* slots() const { return p + p[kP_slots]; }
   __device__ __forceinline__ const int32_t* positions() const { return p + p[kP_positions]; }
