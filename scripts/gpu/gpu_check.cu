@@ -1095,6 +1095,17 @@ int main(int argc, char** argv) {
             rows.push_back({mname, ctxLen, n, t.deviceMs, t.hostMs, floorMs});
             LOG("  ctx %4d n %2d: device %.3f ms, host %.3f ms\n", ctxLen, n, t.deviceMs, t.hostMs);
           }
+          if (ctxLen == 512 && !big) {  // where a prefill chunk's time goes (last row only, like prefill)
+            auto pctx = m->backend().newContext(ctxLen + 256 + 16);
+            auto* pc = dynamic_cast<cuda::CudaContext*>(pctx.get());
+            prefillRaw(*pctx, ctxLen, cfg.vocab, cfg.layers, rng);
+            for (int n : {64, 256}) {
+              RawBatch rb;
+              rb.build(ctxLen, chainParents(n), cfg.vocab, cfg.layers, rng, true);
+              extra.push_back(profileRun(*pc, rb.b, std::string(mname) + " ctx 512 prefill chain " + std::to_string(n)));
+              LOG("  %s\n", extra.back().c_str());
+            }
+          }
           if (ctxLen == 2048) {
             for (int n : {1, 32}) {
               RawBatch rb;
