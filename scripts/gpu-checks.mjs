@@ -153,6 +153,28 @@ for (const name of ['pycode-tiny', 'pycode-small']) {
     let agree = 0;
     for (let p = 0; p < toks.length; p++) if (outs[0].argmax[p] === outs[1].argmax[p]) agree++;
     check('pycode-small: skip plan CUDA vs CPU logits within 1e-2, argmax identical', err <= 1e-2 && agree === toks.length, `rel err ${err.toExponential(2)}, argmax ${agree}/${toks.length}`);
+
+    // 4. A released context is recycled by the next one that fits (its buffers and graphs kept):
+    // same bits as a freshly allocated one, and after a sequence of another length.
+    const probe = Int32Array.from(golden.cases[0].prompt_ids);
+    const run = async (capacity, warm) => {
+      const ctx = await nm.createContext(capacity);
+      if (warm) {  // leave other values in its cache and graphs for a 1-token bucket
+        await ctx.forward({ tokens: probe.slice(0, 40).reverse(), ...chain(0, 40) });
+        await ctx.commit(chain(0, 40).slots);
+        await ctx.forward({ tokens: Int32Array.of(7), ...chain(40, 1) });
+        await ctx.truncate(0);
+      }
+      const out = await ctx.forward({ tokens: probe, ...chain(0, probe.length), wantLogits: true });
+      await ctx.commit(chain(0, probe.length).slots);
+      const step = await ctx.forward({ tokens: Int32Array.of(out.argmax[probe.length - 1]), ...chain(probe.length, 1), wantLogits: true });
+      ctx.dispose();
+      return [out.logits, step.logits];
+    };
+    const fresh = await run(1500, false);  // larger than anything before: a new allocation
+    const reused = await run(1000, true);  // fits the one just released
+    const again = await run(600, false);
+    check('pycode-small: recycled context == fresh context, bitwise', [reused, again].every((r) => sameBytes(r[0], fresh[0]) && sameBytes(r[1], fresh[1])));
   }
   gpu.nm.dispose();
   cpu.nm.dispose();

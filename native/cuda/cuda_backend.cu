@@ -249,9 +249,32 @@ void CudaBackend::fillDummy(int index, const TensorSpec& spec, uint64_t seed) {
   CUDA_CHECK(cudaStreamSynchronize(stream_));
 }
 
+CudaBackend::~CudaBackend() = default;
+
 std::unique_ptr<BackendContext> CudaBackend::newContext(int capacity) {
   DeviceGuard guard(device_);
+  std::unique_ptr<CudaContext> reuse;
+  {
+    std::lock_guard<std::mutex> lock(parkMu_);
+    // Reuse only when the parked cache fits and wastes at most 3x the request's memory.
+    if (parked_ && parked_->capacity() >= capacity && parked_->capacity() <= 4 * (int64_t)capacity) reuse = std::move(parked_);
+    parked_.reset();  // any other size: free it before allocating
+  }
+  if (reuse) {
+    reuse->reset();
+    return reuse;
+  }
   return std::make_unique<CudaContext>(*this, capacity);
+}
+
+void CudaBackend::recycle(std::unique_ptr<BackendContext> ctx) {
+  auto* c = dynamic_cast<CudaContext*>(ctx.get());
+  if (!c || &c->backend() != this) return;  // not ours: freed here
+  ctx.release();
+  std::unique_ptr<CudaContext> mine(c), previous;
+  std::lock_guard<std::mutex> lock(parkMu_);  // released before `previous` is freed
+  previous.swap(parked_);
+  parked_ = std::move(mine);
 }
 
 }  // namespace cuda

@@ -75,6 +75,15 @@ CudaContext::~CudaContext() {
   if (stream_) cudaStreamSynchronize(stream_);
 }
 
+void CudaContext::reset() {
+  DeviceGuard guard(be_.device());
+  CUDA_CHECK(cudaStreamSynchronize(stream_));
+  timed_ = false;
+  profiling_ = false;
+  nMarks_ = 0;
+  profile_.clear();
+}
+
 float CudaContext::lastDeviceMs() {
   if (!timed_) return 0.f;
   float ms = 0.f;

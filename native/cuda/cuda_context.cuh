@@ -26,6 +26,14 @@ class CudaContext : public BackendContext {
   void forward(const Batch& b, ForwardResult& out) override;
   void moveSlots(const int32_t* src, const int32_t* dst, int n) override;
 
+  // Slots this context's buffers hold (at least what the engine asked for).
+  int capacity() const { return capacity_; }
+  const CudaBackend& backend() const { return be_; }
+  // Ready for a new sequence (CudaBackend::newContext reusing a recycled context): the KV buffers
+  // keep old values, which is harmless (the engine attends only to slots it wrote), and the
+  // captured graphs stay valid, since they reference this context's own buffers.
+  void reset();
+
   // Device time of the last forward (first copy to last copy), for benchmarks.
   float lastDeviceMs();
   // Tokens per piece of a long forward (the attention partials are sized for it).

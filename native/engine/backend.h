@@ -73,8 +73,12 @@ class Backend {
   virtual void setTensor(int index, const TensorSpec& spec, DType src, const void* data) = 0;
   // Deterministic random weights (dummy load): values from dummyWeight() in dummy.h.
   virtual void fillDummy(int index, const TensorSpec& spec, uint64_t seed) = 0;
-  // Capacity: number of KV slots (committed prefix + pending tree tokens).
+  // Capacity: number of KV slots (committed prefix + pending tree tokens). The context may hold
+  // more slots than asked for (a recycled one); the engine never uses more than `capacity`.
   virtual std::unique_ptr<BackendContext> newContext(int capacity) = 0;
+  // Takes back a context the engine is done with. A backend may keep it for a later newContext
+  // (its device buffers and captured graphs then survive between generations); the default frees it.
+  virtual void recycle(std::unique_ptr<BackendContext> ctx) {}
   virtual int64_t weightBytes() const = 0;
   // Bytes of the quantized weight copy (0 when BackendOptions::quantWeights was kQuantNone).
   virtual int64_t quantBytes() const = 0;

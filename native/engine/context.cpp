@@ -20,6 +20,10 @@ Context::Context(std::shared_ptr<Model> model, int capacity) : model_(std::move(
   impl_ = model_->backend().newContext(capacity);
 }
 
+Context::~Context() {
+  if (impl_) model_->backend().recycle(std::move(impl_));
+}
+
 void Context::clearPending() {
   for (int32_t s : pendingSlots_) parent_[s] = kFree;
   pendingSlots_.clear();

@@ -27,6 +27,9 @@ struct ForwardArgs {
 class Context {
  public:
   Context(std::shared_ptr<Model> model, int capacity);
+  ~Context();
+  Context(const Context&) = delete;
+  Context& operator=(const Context&) = delete;
 
   int committed() const { return committed_; }
   int capacity() const { return capacity_; }
