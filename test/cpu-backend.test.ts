@@ -327,6 +327,34 @@ describe.each([
     expectSameBits(cont[1], direct[4], 'the token after that');
   });
 
+  it('a forward carrying `commit` equals commit() then forward(), and a bad commit changes nothing', async () => {
+    const { model } = await makeTiny(cfg, 7);
+    const rnd = seededRandom(19);
+    const prefix = randomTokens(rnd, 5, V);
+    const [a, x, c, f] = randomTokens(rnd, 4, V);
+    const tree = { tokens: Int32Array.of(a, x, c), slots: iota(3, 5), parents: Int32Array.of(-1, -1, 5) };
+    const next = { tokens: Int32Array.of(f), slots: Int32Array.of(7), parents: Int32Array.of(-1), wantLogits: true };
+    const runs: Float32Array[] = [];
+    for (const folded of [false, true]) {
+      const ctx = await model.createContext(32);
+      await ctx.forward({ tokens: Int32Array.from(prefix), slots: iota(5), parents: Int32Array.of(-1, 0, 1, 2, 3) });
+      await ctx.commit(iota(5));
+      await ctx.forward(tree);
+      if (!folded) await ctx.commit(Int32Array.of(5, 7));
+      else {
+        // A commit that breaks the chain is refused before anything happens, then the right one.
+        const e = await rejection(ctx.forward({ ...next, commit: Int32Array.of(6, 7) }));
+        expect(e.code).toBe('E_INVALID_ARG');
+        expect(ctx.committed).toBe(5);
+      }
+      const out = await ctx.forward(folded ? { ...next, commit: Int32Array.of(5, 7) } : next);
+      expect(ctx.committed).toBe(7);
+      runs.push(out.logits!);
+      ctx.dispose();
+    }
+    expectSameBits(runs[1], runs[0], 'folded commit');
+  });
+
   it('argmax, top-k and outRows agree with the logits', async () => {
     const { model } = await makeTiny(cfg, 8);
     const ctx = await model.createContext(64);

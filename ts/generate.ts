@@ -115,7 +115,7 @@ export async function* generationLoop(input: LoopInput): AsyncGenerator<Generate
     seq.checkAborted();
     // Slots for the root and its drafts, keeping prompt + generated <= capacity: a step appends at
     // most tree.size tokens (accepted drafts + bonus) while committing at most tree.size slots.
-    const room = ctx.capacity - 1 - ctx.committed;
+    const room = ctx.capacity - 1 - seq.committed;
     if (room < 1) {
       finish = 'context';
       break;

@@ -45,6 +45,12 @@ export interface ForwardRequest {
   quant?: number;
   wantLogits?: boolean;
   topk?: number;
+  /**
+   * A path to commit first, as `commit(path)` would, in the same native call: a decoding step then
+   * costs one round trip instead of two. `slots` are numbered after that commit. If the pass fails,
+   * the commit may already be applied.
+   */
+  commit?: Int32Array;
 }
 
 export interface ForwardOutput {

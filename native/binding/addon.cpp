@@ -429,9 +429,16 @@ class NativeContext : public Napi::ObjectWrap<NativeContext> {
     args->quant = intField(o, "quant", false, 0);
     args->wantLogits = boolField(o, "wantLogits", false);
     args->topk = intField(o, "topk", false, 0);
+    // commit: a path to commit before the pass, in the same task (one round trip per decoding
+    // step instead of two). If the pass then fails, the commit stays applied.
+    auto commit = std::make_shared<std::vector<int32_t>>(typedField<int32_t, napi_int32_array>(o, "commit", false, cap));
     auto res = std::make_shared<ForwardResult>();
     return run(
-        env, [args, res](Context& c) { c.forward(*args, *res); },
+        env,
+        [args, res, commit](Context& c) {
+          if (!commit->empty()) c.commit(*commit);
+          c.forward(*args, *res);
+        },
         [res, args](Napi::Env env) -> Napi::Value {
           Napi::Object r = Napi::Object::New(env);
           r.Set("argmax", toInt32Array(env, res->argmax));

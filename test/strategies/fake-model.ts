@@ -194,11 +194,18 @@ export class FakeContext implements NativeContext {
   }
 
   forward(req: ForwardRequest): Promise<ForwardOutput> {
-    return this.run(() => this.forwardSync(req));
+    return this.run(() => {
+      if (req.commit?.length) this.commitSync(req.commit); // as native: commit first, same call
+      return this.forwardSync(req);
+    });
   }
 
   commit(path: Int32Array): Promise<void> {
-    return this.run(() => {
+    return this.run(() => this.commitSync(path));
+  }
+
+  private commitSync(path: Int32Array): void {
+    {
       const k = path.length;
       bad(this.committedN + k <= this.capacity, 'commit path is longer than the context');
       for (let j = 0; j < k; j++) {
@@ -215,7 +222,7 @@ export class FakeContext implements NativeContext {
         this.exact[this.committedN + j] = 1;
       }
       this.committedN += k;
-    });
+    }
   }
 
   truncate(n: number): Promise<void> {

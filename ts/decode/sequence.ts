@@ -2,7 +2,7 @@
 // Invariant between steps: every token but the last is committed to the cache; the last one (the
 // "pending" token, the root of the next draft tree) is known but not yet forwarded.
 import { CasspecError, fromNative } from '../errors.js';
-import type { ForwardOutput, NativeContext } from '../native.js';
+import type { ForwardOutput, ForwardRequest, NativeContext } from '../native.js';
 import type { DraftTree } from './tree.js';
 
 /** Prompt tokens per prefill forward ($CASSPEC_PREFILL_CHUNK overrides, for tuning). */
@@ -25,6 +25,12 @@ export class Sequence {
   readonly tokens: number[] = [];
   /** Native forward passes run, for statistics. */
   forwards = 0;
+  /**
+   * Slots the last step accepted, committed by the next forward in the same native call: a
+   * decoding step is then one round trip to the native side, not two. Until then `committed`
+   * already counts them, so slots are numbered as if the commit had happened.
+   */
+  private toCommit: Int32Array | undefined;
 
   constructor(
     readonly ctx: NativeContext,
@@ -33,7 +39,7 @@ export class Sequence {
   ) {}
 
   get committed(): number {
-    return this.ctx.committed;
+    return this.ctx.committed + (this.toCommit?.length ?? 0);
   }
 
   get pending(): number {
@@ -45,8 +51,9 @@ export class Sequence {
   }
 
   /**
-   * Forwards the prompt, commits it, and returns the outputs of its last position. Long prompts go
-   * in chunks, each committed before the next: later chunks then attend to a contiguous committed
+   * Forwards the prompt, commits it (the last chunk with the next forward), and returns the outputs
+   * of its last position. Long prompts go in chunks, each committed before the next (in the next
+   * chunk's call): later chunks then attend to a contiguous committed
    * prefix instead of carrying every earlier prompt token as a tree ancestor. Batch invariance
    * makes the chunk size invisible in the results.
    */
@@ -61,8 +68,8 @@ export class Sequence {
       const slots = Int32Array.from({ length: n }, (_, i) => base + i);
       const parents = Int32Array.from({ length: n }, (_, i) => (i === 0 ? -1 : base + i - 1));
       this.forwards++;
-      out = await this.call(() => this.ctx.forward({ tokens: Int32Array.from(piece), slots, parents, outRows: Int32Array.of(n - 1), ...opts }));
-      await this.call(() => this.ctx.commit(slots));
+      out = await this.pass({ tokens: Int32Array.from(piece), slots, parents, outRows: Int32Array.of(n - 1), ...opts });
+      this.toCommit = slots;
     }
     this.tokens.push(...prompt);
     return out!;
@@ -82,16 +89,34 @@ export class Sequence {
       parents[i] = node.parent < 0 ? -1 : base + node.parent;
     });
     this.forwards++;
-    const out = await this.call(() => this.ctx.forward({ tokens, slots, parents, ...opts }));
+    const out = await this.pass({ tokens, slots, parents, ...opts });
     for (const n of nodes) tree.nodes[n].computedBy.add(variant);
     return out;
   }
 
-  /** Keeps the root-to-node path `path` (tree node indices starting at 0) and appends `newTokens`. */
+  /**
+   * Keeps the root-to-node path `path` (tree node indices starting at 0) and appends `newTokens`.
+   * The commit itself rides on the next forward (or `flush`).
+   */
   async accept(path: number[], newTokens: number[]): Promise<void> {
+    await this.flush(); // a step with no forward since the last accept: commit that one first
     const base = this.committed;
-    await this.call(() => this.ctx.commit(Int32Array.from(path, (n) => base + n)));
+    this.toCommit = Int32Array.from(path, (n) => base + n);
     this.tokens.push(...newTokens);
+  }
+
+  /** Commits what the last step accepted now, instead of with the next forward. */
+  async flush(): Promise<void> {
+    const path = this.toCommit;
+    if (!path) return;
+    this.toCommit = undefined;
+    await this.call(() => this.ctx.commit(path));
+  }
+
+  private pass(req: ForwardRequest): Promise<ForwardOutput> {
+    const commit = this.toCommit;
+    this.toCommit = undefined;
+    return this.call(() => this.ctx.forward(commit ? { ...req, commit } : req));
   }
 
   private async call<T>(f: () => Promise<T>): Promise<T> {
