@@ -175,7 +175,7 @@ void CudaContext::enqueue(int maxTokens, const uint8_t* skip, int quant, bool wi
     a.M = w.M;
     a.MT = w.MT;
     a.KT = w.KT;
-    a.S = chooseSplitsQ8(w.MT, w.KT);
+    a.S = chooseSplits(w.MT, w.KT, be_.tuning().splitTarget);
     a.params = P;
     a.xq = sc.xq.get();
     a.sx = sc.sx.get<float>();
@@ -190,22 +190,17 @@ void CudaContext::enqueue(int maxTokens, const uint8_t* skip, int quant, bool wi
   for (int l = 0; l < c.layers; ++l) {
     const LayerWeights& w = be_.layer(l);
     if (!skip[2 * l]) {
-      LinArgs qkv = linear(w.qkv, be_.splitsQkv, Epilogue::Qkv);
-      qkv.q = sc.q.get<float>();
-      qkv.kCache = k_.get<uint8_t>() + l * layerElems * kvBytes;
-      qkv.vCache = v_.get<uint8_t>() + l * layerElems * kvBytes;
-      qkv.kvF32 = be_.kvF32();
-      qkv.heads = c.heads;
-      qkv.kvHeads = c.kvHeads;
-      qkv.headDim = c.headDim;
-      qkv.invFreq = be_.invFreq();
+      const QkvOut out{sc.q.get<float>(), k_.get<uint8_t>() + l * layerElems * kvBytes, v_.get<uint8_t>() + l * layerElems * kvBytes,
+                       be_.kvF32(), c.heads, c.kvHeads, c.headDim, be_.invFreq()};
       if (q8) {
         quantize(QuantSource::Norm, H, w.attnNorm.get<float>(), w.qkv8.KT);
         Q8Args a = linearQ8(w.qkv8, Q8Epilogue::Qkv);
-        a.qkv = QkvOut{qkv.q, qkv.kCache, qkv.vCache, qkv.kvF32, c.heads, c.kvHeads, c.headDim, qkv.invFreq};
+        a.qkv = out;
         launchLinearQ8(a, ntb, groups, bf16, pdl, s);
         mark("int8 qkv (+rope, kv write)");
       } else {
+        LinArgs qkv = linear(w.qkv, be_.splitsQkv, Epilogue::Qkv);
+        qkv.qkv = out;
         normInput(qkv, w.attnNorm.get<float>(), false);
         launchLinear(qkv, ntb, groups, bf16, pdl, s);
         mark("qkv (+rope, kv write)");
@@ -213,9 +208,9 @@ void CudaContext::enqueue(int maxTokens, const uint8_t* skip, int quant, bool wi
 
       AttnArgs at;
       at.params = P;
-      at.q = sc.q.get<float>();
-      at.k = qkv.kCache;
-      at.v = qkv.vCache;
+      at.q = out.q;
+      at.k = out.kCache;
+      at.v = out.vCache;
       at.kvF32 = be_.kvF32();
       at.heads = c.heads;
       at.kvHeads = c.kvHeads;

@@ -29,11 +29,9 @@ template <class H>
 __device__ __forceinline__ void epiPair(const LinArgs& a, const Params& P, int m0, int t, float v0, float v1,
                                         float vUp0, float vUp1) {
   switch (a.epi) {
-    case Epilogue::Qkv: {
-      const QkvOut o{a.q, a.kCache, a.vCache, a.kvF32, a.heads, a.kvHeads, a.headDim, a.invFreq};
-      qkvPair<H>(o, P, m0, t, v0, v1);
+    case Epilogue::Qkv:
+      qkvPair<H>(a.qkv, P, m0, t, v0, v1);
       break;
-    }
     case Epilogue::Residual: {
       float* r = a.resid + (size_t)t * a.M;
       if (m0 < a.M) r[m0] = r[m0] + v0;

@@ -24,6 +24,8 @@
 
 #include <cstdint>
 
+#include "epilogue.cuh"
+
 namespace casspec::cuda {
 
 constexpr int kLinWarps = 8;   // row tiles per block
@@ -49,12 +51,7 @@ struct LinArgs {
   int* counters = nullptr;
   // Epilogue.
   Epilogue epi = Epilogue::Residual;
-  float* q = nullptr;  // Qkv: rotated queries [tokens][heads*headDim]
-  void* kCache = nullptr;  // Qkv: this layer's K and V [slot][kvDim]
-  void* vCache = nullptr;
-  bool kvF32 = false;
-  int heads = 0, kvHeads = 0, headDim = 0;
-  const float* invFreq = nullptr;  // [headDim/2]
+  QkvOut qkv{};                    // Qkv: where queries and K/V go (epilogue.cuh)
   float* resid = nullptr;          // Residual: x [tokens][M] (+=)
   void* hPacked = nullptr;         // SwiGlu: packed down-projection input, KT = hKT
   int hKT = 0;

@@ -12,7 +12,7 @@ namespace casspec::cuda {
 
 namespace {
 
-constexpr int kWarps = 8, kThreads = kWarps * 32;
+constexpr int kWarps = kLinWarps, kThreads = kWarps * 32;  // row tiles per block, as linear.cuh
 
 // D = A(16x32, row) * B(32x8, col) + C, int8 inputs, int32 accumulation (fragments: layout.cuh).
 __device__ __forceinline__ void mma16832s8(int (&c)[4], const uint4& a, uint32_t b0, uint32_t b1) {
@@ -26,7 +26,7 @@ template <int NTB> struct Q8Cfg {
   static constexpr int kRing = NTB <= 2 ? 8 : 4;  // weight tiles in flight per lane
   static constexpr int kStage = 64 / NTB;         // k-tiles of activations staged per round (16 KB)
   static_assert(kStage % kRing == 0, "rounds must keep the weight ring aligned");
-  // 3 resident blocks per SM (<= 85 registers) up to 32 tokens, as chooseSplitsQ8's one wave of
+  // 3 resident blocks per SM (<= 85 registers) up to 32 tokens, as chooseSplits' one wave of
   // 396 blocks assumes; decode-sized launches then finish in one wave.
   static constexpr int kMinBlocks = NTB <= 4 ? 3 : 2;
 };

@@ -19,6 +19,7 @@
 #include <cstdint>
 
 #include "epilogue.cuh"
+#include "linear.cuh"
 
 namespace casspec::cuda {
 
@@ -44,15 +45,8 @@ struct Q8Args {
 // bf16: the KV cache's 16-bit type when it is not fp32.
 void launchLinearQ8(const Q8Args& a, int ntb, int tokenGroups, bool bf16, bool pdl, cudaStream_t stream);
 
-// K splits of an int8 matrix: not part of the numerics (integer sums), so simply enough blocks to
-// fill the GPU once (396 = 3 per SM on a 132-SM H100), at least 4 k-tiles each, at most 16.
-inline int chooseSplitsQ8(int MT, int KT) {
-  const int rowGroups = (MT + 7) / 8;
-  int s = 396 / rowGroups;
-  s = s < 1 ? 1 : s > 16 ? 16 : s;
-  const int maxByK = KT / 4 < 1 ? 1 : KT / 4;
-  return s < maxByK ? s : maxByK;
-}
-inline int q8RowGroups(int MT) { return (MT + 7) / 8; }
+// K splits: chooseSplits (linear.cuh), the same one-wave sizing as the 16-bit kernel. Here they are
+// not part of the numerics (integer sums), so any split target gives the same bits.
+inline int q8RowGroups(int MT) { return (MT + kLinWarps - 1) / kLinWarps; }
 
 }  // namespace casspec::cuda

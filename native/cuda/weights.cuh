@@ -11,30 +11,31 @@
 
 namespace casspec::cuda {
 
-struct PackedMatrix {
+// A matrix stored as mma A-fragment tiles of 16 rows x kTileK columns, 512 bytes each (layout.cuh).
+template <int kTileK>
+struct TiledMatrix {
   DeviceBuffer buf;
   int M = 0, K = 0, MT = 0, KT = 0;
   void allocate(int rows, int cols, const char* what) {
     M = rows;
     K = cols;
     MT = (rows + 15) / 16;
-    KT = (cols + 15) / 16;
+    KT = (cols + kTileK - 1) / kTileK;
     buf.allocate((size_t)MT * KT * 512, what);
   }
+};
+
+// A 16-bit projection: 16 x 16 tiles.
+struct PackedMatrix : TiledMatrix<16> {
   const void* data() const { return buf.get(); }
 };
 
-// An int8 copy of a projection (quant mode kQuantInt8): packed A8 tiles (layout.cuh) and one fp32
-// scale per packed row. Same row maps as the 16-bit matrix, so the same epilogues apply.
-struct Q8Matrix {
-  DeviceBuffer buf, scale;
-  int M = 0, K = 0, MT = 0, KT = 0;
+// An int8 copy of a projection (quant mode kQuantInt8): 16 x 32 tiles and one fp32 scale per
+// packed row. Same row maps as the 16-bit matrix, so the same epilogues apply.
+struct Q8Matrix : TiledMatrix<32> {
+  DeviceBuffer scale;
   void allocate(int rows, int cols, const char* what) {
-    M = rows;
-    K = cols;
-    MT = (rows + 15) / 16;
-    KT = (cols + 31) / 32;
-    buf.allocate((size_t)MT * KT * 512, what);
+    TiledMatrix<32>::allocate(rows, cols, what);
     scale.allocate((size_t)MT * 16 * 4, what);
   }
   int64_t bytes() const { return (int64_t)buf.bytes() + (int64_t)scale.bytes(); }
