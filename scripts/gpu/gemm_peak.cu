@@ -118,6 +118,29 @@ __global__ void __launch_bounds__(256) mmaThroughputKernel(float* out, uint32_t 
   if (sum == 1234.5f) out[blockIdx.x] = sum;  // keeps the work alive; never true for these inputs
 }
 
+// Median time (ms) of 10 launches after 3 warm-ups; launch(i) enqueues one run.
+template <class F>
+double medianMs(F launch) {
+  cudaEvent_t e0, e1;
+  CKG(cudaEventCreate(&e0));
+  CKG(cudaEventCreate(&e1));
+  std::vector<double> ms;
+  for (int i = 0; i < 13; ++i) {
+    CKG(cudaEventRecord(e0));
+    launch(i);
+    CKG(cudaEventRecord(e1));
+    CKG(cudaEventSynchronize(e1));
+    CKG(cudaGetLastError());
+    float t;
+    CKG(cudaEventElapsedTime(&t, e0, e1));
+    if (i >= 3) ms.push_back(t);
+  }
+  CKG(cudaEventDestroy(e0));
+  CKG(cudaEventDestroy(e1));
+  std::sort(ms.begin(), ms.end());
+  return ms[ms.size() / 2];
+}
+
 }  // namespace
 
 // FLOP/s of bf16 mma.sync.m16n8k16 issued back to back from registers by every SM (median of 10).
@@ -126,25 +149,11 @@ double mmaPeak() {
   CKG(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
   float* out;
   CKG(cudaMalloc(&out, (size_t)sms * 8 * 4));
-  cudaEvent_t e0, e1;
-  CKG(cudaEventCreate(&e0));
-  CKG(cudaEventCreate(&e1));
-  std::vector<double> ms;
   const int blocks = sms * 8;  // 8 blocks of 8 warps per SM
-  for (int i = 0; i < 13; ++i) {
-    CKG(cudaEventRecord(e0));
-    mmaThroughputKernel<<<blocks, 256>>>(out, 7u + i);
-    CKG(cudaEventRecord(e1));
-    CKG(cudaEventSynchronize(e1));
-    CKG(cudaGetLastError());
-    float t;
-    CKG(cudaEventElapsedTime(&t, e0, e1));
-    if (i >= 3) ms.push_back(t);
-  }
-  std::sort(ms.begin(), ms.end());
+  const double med = medianMs([&](int i) { mmaThroughputKernel<<<blocks, 256>>>(out, 7u + i); });
   CKG(cudaFree(out));
   const double flops = 2.0 * 16 * 8 * 16 * (double)kChains * kIters * blocks * 8;
-  return flops / (ms[ms.size() / 2] * 1e-3);
+  return flops / (med * 1e-3);
 }
 
 // FLOP/s of an 8192^3 GEMM on random data (median of 10 after warm-up); relErr: a few entries
@@ -161,22 +170,7 @@ double gemmPeak(double* relErr) {
   CKG(cudaGetLastError());
   const int smem = STAGES * (BM + BN) * LDS * 2;
   CKG(cudaFuncSetAttribute(gemmKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-  cudaEvent_t e0, e1;
-  CKG(cudaEventCreate(&e0));
-  CKG(cudaEventCreate(&e1));
-  std::vector<double> ms;
-  for (int i = 0; i < 13; ++i) {
-    CKG(cudaEventRecord(e0));
-    gemmKernel<<<dim3(N / BN, M / BM), 256, smem>>>(A, B, C, M, N, K);
-    CKG(cudaEventRecord(e1));
-    CKG(cudaEventSynchronize(e1));
-    CKG(cudaGetLastError());
-    float t;
-    CKG(cudaEventElapsedTime(&t, e0, e1));
-    if (i >= 3) ms.push_back(t);
-  }
-  std::sort(ms.begin(), ms.end());
-  const double med = ms[ms.size() / 2];
+  const double med = medianMs([&](int) { gemmKernel<<<dim3(N / BN, M / BM), 256, smem>>>(A, B, C, M, N, K); });
   // Spot check.
   std::vector<__nv_bfloat16> ha((size_t)K), hb((size_t)K);
   double worst = 0;
