@@ -269,7 +269,7 @@ std::unique_ptr<BackendContext> CudaBackend::newContext(int capacity) {
 
 void CudaBackend::recycle(std::unique_ptr<BackendContext> ctx) {
   auto* c = dynamic_cast<CudaContext*>(ctx.get());
-  if (!c || &c->backend() != this) return;  // not ours: freed here
+  if (!c || &c->backend() != this || !c->healthy()) return;  // freed here
   ctx.release();
   std::unique_ptr<CudaContext> mine(c), previous;
   std::lock_guard<std::mutex> lock(parkMu_);  // released before `previous` is freed

@@ -1,8 +1,8 @@
 #include "cuda_context.cuh"
 
 #include <algorithm>
-#include <cstdint>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 
 #include "../engine/errors.h"
@@ -68,6 +68,7 @@ CudaContext::CudaContext(CudaBackend& be, int capacity) : be_(be), capacity_(cap
   moveArgs_.allocate((size_t)2 * capacity * 4, "slot moves");
   hostMove_.reserve((size_t)2 * capacity * 4, "slot moves");
   CUDA_CHECK(cudaEventRecord(moveDone_, stream_));
+  healthy_ = true;
 }
 
 CudaContext::~CudaContext() {
@@ -399,6 +400,7 @@ void CudaContext::runPiece(const Batch& b, const Piece& p, ForwardResult& out, b
 
 void CudaContext::forward(const Batch& b, ForwardResult& out) {
   DeviceGuard guard(be_.device());
+  healthy_ = false;  // until this forward completes (a failed one keeps the context out of recycling)
   const ModelConfig& c = be_.config();
   out.argmax.assign(b.nOut, 0);
   out.topkIds.assign((size_t)b.nOut * b.topk, -1);
@@ -411,6 +413,7 @@ void CudaContext::forward(const Batch& b, ForwardResult& out) {
   const bool graphs = be_.tuning().graphs;
   if (b.n <= kGraphMaxTokens) {
     runPiece(b, Piece{0, b.n, 0, b.nOut}, out, graphs);
+    healthy_ = true;
     return;
   }
   // Long forward: pieces of whole tokens in batch order. A piece's ancestors sit in earlier
@@ -423,6 +426,7 @@ void CudaContext::forward(const Batch& b, ForwardResult& out) {
     runPiece(b, Piece{s0, s1, o, o1}, out, graphs && s1 - s0 <= kGraphMaxTokens);
     o = o1;
   }
+  healthy_ = true;
 }
 
 std::vector<std::pair<std::string, double>> CudaContext::takeProfile() {
@@ -434,6 +438,7 @@ std::vector<std::pair<std::string, double>> CudaContext::takeProfile() {
 void CudaContext::moveSlots(const int32_t* src, const int32_t* dst, int n) {
   if (n <= 0) return;
   DeviceGuard guard(be_.device());
+  healthy_ = false;
   const ModelConfig& c = be_.config();
   // The previous move's copy must have left the pinned buffer before it is rewritten.
   CUDA_CHECK(cudaEventSynchronize(moveDone_));
@@ -446,6 +451,7 @@ void CudaContext::moveSlots(const int32_t* src, const int32_t* dst, int n) {
   launchMoveSlots(k_.get(), v_.get(), c.layers, (int64_t)capacity_ * c.kvDim(), c.kvDim(), be_.kvElemBytes(),
                   moveArgs_.get<int32_t>(), n, stream_);
   CUDA_CHECK(cudaEventRecord(moveDone_, stream_));
+  healthy_ = true;
 }
 
 }  // namespace casspec::cuda

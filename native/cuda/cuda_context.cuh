@@ -29,6 +29,8 @@ class CudaContext : public BackendContext {
   // Slots this context's buffers hold (at least what the engine asked for).
   int capacity() const { return capacity_; }
   const CudaBackend& backend() const { return be_; }
+  // False after an operation that threw (CUDA error, out of memory): such a context is freed, not recycled.
+  bool healthy() const { return healthy_; }
   // Ready for a new sequence (CudaBackend::newContext reusing a recycled context): the KV buffers
   // keep old values, which is harmless (the engine attends only to slots it wrote), and the
   // captured graphs stay valid, since they reference this context's own buffers.
@@ -71,6 +73,7 @@ class CudaContext : public BackendContext {
   std::vector<CachedGraph> graphs_;
   uint64_t useClock_ = 0;
   bool timed_ = false;
+  bool healthy_ = true;
   bool profiling_ = false;
   std::vector<Event> marks_;
   std::vector<const char*> markLabels_;

@@ -1,6 +1,7 @@
 // One generation's state: the token history, and its KV cache in a native context.
-// Invariant between steps: every token but the last is committed to the cache; the last one (the
-// "pending" token, the root of the next draft tree) is known but not yet forwarded.
+// Invariant between steps: every token but the last is committed to the cache (the last step's
+// accepted path by the next forward, in the same native call); the last one (the "pending" token,
+// the root of the next draft tree) is known but not yet forwarded.
 import { CasspecError, fromNative } from '../errors.js';
 import type { ForwardOutput, ForwardRequest, NativeContext } from '../native.js';
 import type { DraftTree } from './tree.js';
