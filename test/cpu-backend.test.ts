@@ -9,6 +9,7 @@ import { seededRandom } from './fixtures/tiny-model.js';
 import type { ForwardOutput, ForwardRequest, NativeAddon, NativeConfig, NativeContext, NativeModel } from '../ts/native.js';
 import { type RefConfig, type RefWeights, refForward } from './reference/llama-ref.js';
 import { repoRoot } from './reference/models.js';
+import { rejection } from './fixtures/expect-error.js';
 
 // The one place this file finds the native addon ($CASSPEC_NATIVE, else the cmake-js builds).
 function addonPath(): string {
@@ -139,15 +140,6 @@ function skipPlan(layers: number, skipped: [number, 'attn' | 'mlp'][]): Uint8Arr
   const s = new Uint8Array(2 * layers);
   for (const [l, part] of skipped) s[2 * l + (part === 'mlp' ? 1 : 0)] = 1;
   return s;
-}
-
-async function rejection(p: Promise<unknown>): Promise<{ code?: string; message: string }> {
-  try {
-    await p;
-  } catch (e) {
-    return e as { code?: string; message: string };
-  }
-  throw new Error('expected the call to be rejected');
 }
 
 // ---------------------------------------------------------------------------------------------

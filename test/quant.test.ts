@@ -16,6 +16,7 @@ import { readLlamaConfig } from '../ts/loader/config.js';
 import { evenSkipPlan, PROMPT_LOOKUP, quantVariant, skipCount, type DraftVariant } from '../ts/decode/variants.js';
 import { linear, refForward, type RefConfig, type RefWeights } from './reference/llama-ref.js';
 import { modelDir, repoRoot } from './reference/models.js';
+import { rejection } from './fixtures/expect-error.js';
 
 // ---- the quantization math of native/cpu/quant.h, in fp32 (Math.fround at every rounding) ----
 
@@ -70,15 +71,6 @@ function rowRelErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
   }
   return err / scale;
 }
-async function rejection(p: Promise<unknown>): Promise<{ code?: string; message: string }> {
-  try {
-    await p;
-  } catch (e) {
-    return e as { code?: string; message: string };
-  }
-  throw new Error('expected the call to be rejected');
-}
-
 // ---------------------------------------------------------------------------------------------
 
 describe('int8 W8A8 forward (quant 1), tiny random model (cpu)', () => {
