@@ -29,6 +29,8 @@ export interface SkipSearchOptions {
    * window). Evaluations stop when the next one would likely exceed it. Default: unlimited.
    */
   budgetTokens?: number;
+  /** Clock for the budget, in ms (default performance.now; the strategy's clock when it has one). */
+  clock?: () => number;
 }
 
 export interface SkipSearchTarget {
@@ -66,7 +68,8 @@ export async function searchSkipPlans(
   targets: SkipSearchTarget[],
   opts: SkipSearchOptions = {},
 ): Promise<SkipSearchReport> {
-  const t0 = performance.now();
+  const now = opts.clock ?? (() => performance.now());
+  const t0 = now();
   const W = Math.max(2, Math.min(opts.window ?? 64, 128, history.length));
   const text = history.slice(history.length - W);
   const rng = new Rng(opts.seed ?? 0x5eed);
@@ -76,19 +79,19 @@ export async function searchSkipPlans(
     const tokens = Int32Array.from(text);
     const slots = Int32Array.from({ length: W }, (_, i) => i);
     const parents = Int32Array.from({ length: W }, (_, i) => i - 1);
-    const tFull = performance.now();
+    const tFull = now();
     const full = await ctx.forward({ tokens, slots, parents });
-    const fullMs = performance.now() - tFull;
+    const fullMs = now() - tFull;
     passes++;
     const target = full.argmax;
     // One plain decoding step at this cache length: the unit of the budget.
-    const tOne = performance.now();
+    const tOne = now();
     await ctx.forward({ tokens: Int32Array.of(text[W - 1]), slots: Int32Array.of(W), parents: Int32Array.of(W - 1) });
-    const stepMs = performance.now() - tOne;
+    const stepMs = now() - tOne;
     passes++;
     const budget = opts.budgetTokens === undefined ? Infinity : opts.budgetTokens * stepMs;
     const memo = new Map<string, number>();
-    const overBudget = (plan: Uint8Array) => performance.now() - t0 + fullMs * keptFraction(plan) > budget;
+    const overBudget = (plan: Uint8Array) => now() - t0 + fullMs * keptFraction(plan) > budget;
     const evaluate = async (plan: Uint8Array): Promise<number> => {
       const key = planString(plan);
       const known = memo.get(key);
@@ -175,7 +178,7 @@ export async function searchSkipPlans(
       }
       results.push({ plan: best ?? t.init[0], agreement: bestA, initialAgreement, evals });
     }
-    return { results, passes, tokens: (passes - 1) * W + 1, ms: performance.now() - t0, fullPassMs: fullMs, stepMs, window: W };
+    return { results, passes, tokens: (passes - 1) * W + 1, ms: now() - t0, fullPassMs: fullMs, stepMs, window: W };
   } catch (e) {
     throw fromNative(e);
   } finally {

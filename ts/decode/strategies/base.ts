@@ -88,7 +88,7 @@ export abstract class DraftingStrategy implements Strategy {
     this.maxTree = Math.max(1, Math.min(MAX_TREE, opts.maxTree ?? MAX_TREE));
     this.tracker = new AcceptanceTracker(opts.acceptance);
     this.index = new NgramIndex(env.vocabSize);
-    this.plans = new LayerSkipPlans(env, skipVariants, opts.search === false ? { enabled: false } : (opts.search ?? {}));
+    this.plans = new LayerSkipPlans(env, skipVariants, opts.search === false ? { enabled: false } : (opts.search ?? {}), this.clock);
   }
 
   async draft(seq: Sequence, tree: DraftTree, step: StepContext): Promise<void> {

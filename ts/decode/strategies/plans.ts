@@ -74,6 +74,8 @@ export class LayerSkipPlans {
     private readonly env: StrategyEnv,
     private readonly variants: ModelVariant[],
     settings: Partial<SearchSettings>,
+    /** The strategy's clock: the search budget is time on it. */
+    private readonly clock: () => number,
   ) {
     this.settings = { ...defaultSearch, ...settings };
     this.initial = variants.map((v) => v.skip?.slice());
@@ -152,6 +154,7 @@ export class LayerSkipPlans {
           refineEvals: explore ? s.refineEvals : Math.min(2, s.refineEvals),
           seed: s.seed + this.seqSearches,
           budgetTokens,
+          clock: this.clock,
         },
       );
     } catch (e) {
