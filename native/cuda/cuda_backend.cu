@@ -253,17 +253,17 @@ CudaBackend::~CudaBackend() = default;
 
 std::unique_ptr<BackendContext> CudaBackend::newContext(int capacity) {
   DeviceGuard guard(device_);
-  std::unique_ptr<CudaContext> reuse;
+  std::unique_ptr<CudaContext> parked;
   {
     std::lock_guard<std::mutex> lock(parkMu_);
-    // Reuse only when the parked cache fits and wastes at most 3x the request's memory.
-    if (parked_ && parked_->capacity() >= capacity && parked_->capacity() <= 4 * (int64_t)capacity) reuse = std::move(parked_);
-    parked_.reset();  // any other size: free it before allocating
+    parked.swap(parked_);
   }
-  if (reuse) {
-    reuse->reset();
-    return reuse;
+  // Reuse only when the parked cache fits and wastes at most 3x the request's memory.
+  if (parked && parked->capacity() >= capacity && parked->capacity() <= 4 * (int64_t)capacity) {
+    parked->reset();
+    return parked;
   }
+  parked.reset();  // any other size: free it (outside the lock) before allocating
   return std::make_unique<CudaContext>(*this, capacity);
 }
 
