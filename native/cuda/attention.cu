@@ -31,7 +31,9 @@ constexpr int CH = kAttnChunk;
 template <int D> struct AttnCfg {
   static constexpr int LD = D + 8;  // padded shared-memory row (halves): conflict-free ldmatrix
   static constexpr int kArray = CH * LD;
-  static constexpr int smemBytes(bool kv32) { return (kv32 ? 4 : 2) * kArray * 2 + (2 * 4 * 16 + 4 * 16 * D) * 4; }
+  static constexpr int smemBytes(bool kv32, int tailRows) {
+    return (kv32 ? 4 : 2) * (kArray + tailRows * LD) * 2 + (2 * 4 * 16 + 4 * 16 * D) * 4;
+  }
 };
 
 __device__ __forceinline__ int mergeSlot(int a, int b) {
@@ -41,15 +43,17 @@ __device__ __forceinline__ int mergeSlot(int a, int b) {
   return -2;  // rows disagree
 }
 
+// Where key index j of token t's list is read from: a cache slot (global view: map = ancSlots,
+// base = 0) or a row of the chunk's staged tree tail (tail view: map = Params::ancTail, base =
+// attnTailStart; the host lists the committed slots [base, committed) first). -1 past the list.
 struct KeyView {
   const int32_t* ancOff;
-  const int32_t* anc;
-  int committed;
-  // Slot of key index j in token t's ordered key list, -1 past its end.
+  const int32_t* map;
+  int committed, base;
   __device__ __forceinline__ int slot(int t, int j) const {
-    if (j < committed) return j;
+    if (j < committed) return j - base;
     const int off = ancOff[t], i = j - committed;
-    return i < ancOff[t + 1] - off ? anc[off + i] : -1;
+    return i < ancOff[t + 1] - off ? map[off + i] : -1;
   }
   __device__ __forceinline__ int keys(int t) const { return committed + ancOff[t + 1] - ancOff[t]; }
 };
@@ -79,6 +83,40 @@ __device__ __forceinline__ void loadOne(const void* base, size_t i, uint16_t& hi
   }
 }
 
+// K/V rows looked up per token: from the cache in global memory (row = slot), or from the staged
+// tree tail in shared memory (row = tail index), split into hi/lo halves by the same splitHiLo at
+// staging, so both hand the mma the same fragments. Row -1 (past a list's end: masked) reads row 0.
+// The source is a template parameter: selecting between the two at run time put both in local
+// memory and cost registers (measured: 3 -> 2 resident decode blocks per SM on the 7B shape).
+template <int D> struct GlobalRows {
+  const void* k;  // this layer's cache: kvDim per slot, this head at kvOff
+  const void* v;
+  int kvDim, kvOff;
+};
+template <int D> struct TailRows {
+  const uint16_t *k, *kl, *v, *vl;  // [row][D + 8] hi halves (and lo halves for fp32 caches)
+};
+template <class H, bool KV32, int D>
+__device__ __forceinline__ void kPair(const GlobalRows<D>& r, int row, int col, uint32_t& hi, uint32_t& lo) {
+  loadPair<H, KV32>(r.k, (size_t)(row < 0 ? 0 : row) * r.kvDim + r.kvOff + col, hi, lo);
+}
+template <class H, bool KV32, int D>
+__device__ __forceinline__ void kPair(const TailRows<D>& r, int row, int col, uint32_t& hi, uint32_t& lo) {
+  const int o = (row < 0 ? 0 : row) * (D + 8) + col;
+  hi = *reinterpret_cast<const uint32_t*>(r.k + o);
+  lo = KV32 ? *reinterpret_cast<const uint32_t*>(r.kl + o) : 0u;
+}
+template <class H, bool KV32, int D>
+__device__ __forceinline__ void vOne(const GlobalRows<D>& r, int row, int col, uint16_t& hi, uint16_t& lo) {
+  loadOne<H, KV32>(r.v, (size_t)(row < 0 ? 0 : row) * r.kvDim + r.kvOff + col, hi, lo);
+}
+template <class H, bool KV32, int D>
+__device__ __forceinline__ void vOne(const TailRows<D>& r, int row, int col, uint16_t& hi, uint16_t& lo) {
+  const int o = (row < 0 ? 0 : row) * (D + 8) + col;
+  hi = r.v[o];
+  lo = KV32 ? r.vl[o] : (uint16_t)0;
+}
+
 // q rows (this lane's rows gq and gq+8) for head-dim tile dt as hi and lo A fragments.
 template <class H>
 __device__ __forceinline__ void loadQ(const float* qA, const float* qB, int dt, int tq, uint32_t (&hi)[4], uint32_t (&lo)[4]) {
@@ -100,40 +138,33 @@ __device__ __forceinline__ void loadQ(const float* qA, const float* qB, int dt, 
   }
 }
 
-// S tile (16 rows x 8 keys) for keys whose slots come from global memory: slot[gq] per lane.
-template <class H, bool KV32, int D>
-__device__ __forceinline__ void scoreTileGlobal(const AttnArgs& a, const float* qA, const float* qB, int tq, int kvOff, int slot,
-                                                float (&s)[4]) {
+// S tile (16 rows x 8 keys) for keys looked up per token: row[gq] per lane.
+template <class H, bool KV32, int D, class Src>
+__device__ __forceinline__ void scoreTile(const Src& src, const float* qA, const float* qB, int tq, int row, float (&s)[4]) {
   s[0] = s[1] = s[2] = s[3] = 0.f;
-  const int kvDim = a.kvHeads * D;
-  const size_t row = (size_t)(slot < 0 ? 0 : slot) * kvDim + kvOff;
 #pragma unroll
   for (int dt = 0; dt < D / 16; ++dt) {
     uint32_t qh[4], ql[4];
     loadQ<H>(qA, qB, dt, tq, qh, ql);
     uint32_t b0h, b0l, b1h, b1l;
-    loadPair<H, KV32>(a.k, row + dt * 16 + 2 * tq, b0h, b0l);
-    loadPair<H, KV32>(a.k, row + dt * 16 + 8 + 2 * tq, b1h, b1l);
+    kPair<H, KV32, D>(src, row, dt * 16 + 2 * tq, b0h, b0l);
+    kPair<H, KV32, D>(src, row, dt * 16 + 8 + 2 * tq, b1h, b1l);
     mma16816<H>(s, qh, b0h, b1h);
     mma16816<H>(s, ql, b0h, b1h);
     if constexpr (KV32) mma16816<H>(s, qh, b0l, b1l);
   }
 }
 
-// O += P V for one 16-key tile and all head-dim blocks, values from global memory; the lane's
-// four keys (2tq, 2tq+1, 2tq+8, 2tq+9 of the tile) have slots sl[0..3].
-template <class H, bool KV32, int D>
-__device__ __forceinline__ void pvTileGlobal(const AttnArgs& a, const uint32_t (&ph)[4], const uint32_t (&pl)[4], int kvOff,
-                                             int gq, const int (&sl)[4], float (&o)[D / 8][4]) {
-  const int kvDim = a.kvHeads * D;
-  size_t rows[4];
-#pragma unroll
-  for (int i = 0; i < 4; ++i) rows[i] = (size_t)(sl[i] < 0 ? 0 : sl[i]) * kvDim + kvOff + gq;
+// O += P V for one 16-key tile and all head-dim blocks, rows looked up per token; the lane's four
+// keys (2tq, 2tq+1, 2tq+8, 2tq+9 of the tile) have rows sl[0..3].
+template <class H, bool KV32, int D, class Src>
+__device__ __forceinline__ void pvTile(const Src& src, const uint32_t (&ph)[4], const uint32_t (&pl)[4], int gq,
+                                       const int (&sl)[4], float (&o)[D / 8][4]) {
 #pragma unroll
   for (int db = 0; db < D / 8; ++db) {
     uint16_t h[4], l[4];
 #pragma unroll
-    for (int i = 0; i < 4; ++i) loadOne<H, KV32>(a.v, rows[i] + db * 8, h[i], l[i]);
+    for (int i = 0; i < 4; ++i) vOne<H, KV32, D>(src, sl[i], db * 8 + gq, h[i], l[i]);
     mma16816<H>(o[db], ph, pack2(h[0], h[1]), pack2(h[2], h[3]));
     mma16816<H>(o[db], pl, pack2(h[0], h[1]), pack2(h[2], h[3]));
     if constexpr (KV32) mma16816<H>(o[db], ph, pack2(l[0], l[1]), pack2(l[2], l[3]));
@@ -144,14 +175,13 @@ __device__ __forceinline__ void pvTileGlobal(const AttnArgs& a, const uint32_t (
 // keys 16w..16w+15 (key blocks 2w, 2w+1 for S; key tile w for P V). Cross-warp reductions go
 // through shared memory in warp order, the same for every n, so they are part of the fixed
 // numerics: row max (exact), l = ((l0 + l1) + l2) + l3, O = ((O0 + O1) + O2) + O3.
-// One head-dim block db of P V for one 16-key tile from global memory, into t (starting at 0).
-template <class H, bool KV32, int D>
-__device__ __forceinline__ void pvDbGlobal(const AttnArgs& a, const uint32_t (&ph)[4], const uint32_t (&pl)[4], int kvOff, int gq,
-                                           const int (&sl)[4], int db, float (&t)[4]) {
-  const int kvDim = a.kvHeads * D;
+// One head-dim block db of P V for one 16-key tile, rows looked up per token, into t (from 0).
+template <class H, bool KV32, int D, class Src>
+__device__ __forceinline__ void pvDb(const Src& src, const uint32_t (&ph)[4], const uint32_t (&pl)[4], int gq,
+                                     const int (&sl)[4], int db, float (&t)[4]) {
   uint16_t h[4], l[4];
 #pragma unroll
-  for (int i = 0; i < 4; ++i) loadOne<H, KV32>(a.v, (size_t)(sl[i] < 0 ? 0 : sl[i]) * kvDim + kvOff + gq + db * 8, h[i], l[i]);
+  for (int i = 0; i < 4; ++i) vOne<H, KV32, D>(src, sl[i], db * 8 + gq, h[i], l[i]);
   t[0] = t[1] = t[2] = t[3] = 0.f;
   mma16816<H>(t, ph, pack2(h[0], h[1]), pack2(h[2], h[3]));
   mma16816<H>(t, pl, pack2(h[0], h[1]), pack2(h[2], h[3]));
@@ -167,8 +197,8 @@ __device__ __forceinline__ void foldTile(float (&o)[4], const float (&t)[4], boo
 // several row groups (wide batches), so warps work on different row groups in parallel. Every
 // per-element operation sequence matches attendGroup's (S chains; l and O as 4 partials of 16
 // keys folded in order), so a token's results do not depend on which of the two ran.
-template <class H, bool KV32, int D>
-__device__ void attendRowsWide(const AttnArgs& a, const KeyView& kv, int n, int group, int rg, int c, int nStage,
+template <class H, bool KV32, int D, class Src>
+__device__ void attendRowsWide(const AttnArgs& a, const KeyView kv, const Src& src, int n, int group, int rg, int c, int nStage,
                                const uint16_t* Ks, const uint16_t* Vs, const uint16_t* Ksl, const uint16_t* Vsl) {
   using Cfg = AttnCfg<D>;
   const int lane = threadIdx.x & 31, gq = lane >> 2, tq = lane & 3;
@@ -187,7 +217,6 @@ __device__ void attendRowsWide(const AttnArgs& a, const KeyView& kv, int n, int 
 
   const float* qA = okA ? a.q + ((size_t)tA * a.heads + hA) * D : nullptr;
   const float* qB = okB ? a.q + ((size_t)tB * a.heads + hB) * D : nullptr;
-  const int kvOff = g * D;
   const int tokFirst = (rg * 16) / group, tokLast = (min(rows, rg * 16 + 16) - 1) / group;
   const int nFull = nStage / 8;
 
@@ -235,12 +264,12 @@ __device__ void attendRowsWide(const AttnArgs& a, const KeyView& kv, int n, int 
     const bool conflict = __any_sync(0xffffffffu, m == -2);
     float t4[4];
     if (!conflict) {
-      scoreTileGlobal<H, KV32, D>(a, qA, qB, tq, kvOff, __shfl_sync(0xffffffffu, m, gq), t4);
+      scoreTile<H, KV32, D>(src, qA, qB, tq, __shfl_sync(0xffffffffu, m, gq), t4);
     } else {
       t4[0] = t4[1] = t4[2] = t4[3] = 0.f;
       for (int tt = tokFirst; tt <= tokLast; ++tt) {
         float u[4];
-        scoreTileGlobal<H, KV32, D>(a, qA, qB, tq, kvOff, kv.slot(tt, jb + gq), u);
+        scoreTile<H, KV32, D>(src, qA, qB, tq, kv.slot(tt, jb + gq), u);
         if (tA == tt) t4[0] = u[0], t4[1] = u[1];
         if (tB == tt) t4[2] = u[2], t4[3] = u[3];
       }
@@ -353,7 +382,7 @@ __device__ void attendRowsWide(const AttnArgs& a, const KeyView& kv, int n, int 
 #pragma unroll
         for (int db = 0; db < D / 8; ++db) {
           float t[4];
-          pvDbGlobal<H, KV32, D>(a, ph, pl, kvOff, gq, sl, db, t);
+          pvDb<H, KV32, D>(src, ph, pl, gq, sl, db, t);
           foldTile(o[db], t, first);
         }
       } else {
@@ -365,7 +394,7 @@ __device__ void attendRowsWide(const AttnArgs& a, const KeyView& kv, int n, int 
 #pragma unroll
           for (int db = 0; db < D / 8; ++db) {
             float t[4];
-            pvDbGlobal<H, KV32, D>(a, ph, pl, kvOff, gq, sl, db, t);
+            pvDb<H, KV32, D>(src, ph, pl, gq, sl, db, t);
             if (tA == tt) o[db][0] = first ? t[0] : o[db][0] + t[0], o[db][1] = first ? t[1] : o[db][1] + t[1];
             if (tB == tt) o[db][2] = first ? t[2] : o[db][2] + t[2], o[db][3] = first ? t[3] : o[db][3] + t[3];
           }
@@ -399,8 +428,8 @@ __device__ void attendRowsWide(const AttnArgs& a, const KeyView& kv, int n, int 
   }
 }
 
-template <class H, bool KV32, int D>
-__device__ void attendGroup(const AttnArgs& a, const KeyView& kv, int n, int group, int rg, int c, int nStage,
+template <class H, bool KV32, int D, class Src>
+__device__ void attendGroup(const AttnArgs& a, const KeyView kv, const Src& src, int n, int group, int rg, int c, int nStage,
                             const uint16_t* Ks, const uint16_t* Vs, const uint16_t* Ksl, const uint16_t* Vsl, float* red,
                             float* obuf) {
   using Cfg = AttnCfg<D>;
@@ -420,7 +449,6 @@ __device__ void attendGroup(const AttnArgs& a, const KeyView& kv, int n, int gro
 
   const float* qA = okA ? a.q + ((size_t)tA * a.heads + hA) * D : nullptr;
   const float* qB = okB ? a.q + ((size_t)tB * a.heads + hB) * D : nullptr;
-  const int kvOff = g * D;
   const int tokFirst = (rg * 16) / group, tokLast = (min(rows, rg * 16 + 16) - 1) / group;
   const int nFull = nStage / 8;  // key blocks whose 8 keys are all staged
 
@@ -473,11 +501,11 @@ __device__ void attendGroup(const AttnArgs& a, const KeyView& kv, int n, int gro
     m = mergeSlot(m, __shfl_xor_sync(0xffffffffu, m, 16));
     const bool conflict = __any_sync(0xffffffffu, m == -2);
     if (!conflict) {
-      scoreTileGlobal<H, KV32, D>(a, qA, qB, tq, kvOff, __shfl_sync(0xffffffffu, m, gq), s[kbl]);
+      scoreTile<H, KV32, D>(src, qA, qB, tq, __shfl_sync(0xffffffffu, m, gq), s[kbl]);
     } else {
       for (int tt = tokFirst; tt <= tokLast; ++tt) {
         float u[4];
-        scoreTileGlobal<H, KV32, D>(a, qA, qB, tq, kvOff, kv.slot(tt, jb + gq), u);
+        scoreTile<H, KV32, D>(src, qA, qB, tq, kv.slot(tt, jb + gq), u);
         if (tA == tt) s[kbl][0] = u[0], s[kbl][1] = u[1];
         if (tB == tt) s[kbl][2] = u[2], s[kbl][3] = u[3];
       }
@@ -574,7 +602,7 @@ __device__ void attendGroup(const AttnArgs& a, const KeyView& kv, int n, int gro
       if (!conflict) {
         const int sl[4] = {__shfl_sync(0xffffffffu, m, 2 * tq), __shfl_sync(0xffffffffu, m, 2 * tq + 1),
                            __shfl_sync(0xffffffffu, m, 2 * tq + 8), __shfl_sync(0xffffffffu, m, 2 * tq + 9)};
-        pvTileGlobal<H, KV32, D>(a, ph, pl, kvOff, gq, sl, o);
+        pvTile<H, KV32, D>(src, ph, pl, gq, sl, o);
       } else {
         for (int tt = tokFirst; tt <= tokLast; ++tt) {
           const int sl[4] = {kv.slot(tt, jt + 2 * tq), kv.slot(tt, jt + 2 * tq + 1), kv.slot(tt, jt + 2 * tq + 8),
@@ -582,7 +610,7 @@ __device__ void attendGroup(const AttnArgs& a, const KeyView& kv, int n, int gro
           float u[D / 8][4];
 #pragma unroll
           for (int db = 0; db < D / 8; ++db) u[db][0] = u[db][1] = u[db][2] = u[db][3] = 0.f;
-          pvTileGlobal<H, KV32, D>(a, ph, pl, kvOff, gq, sl, u);
+          pvTile<H, KV32, D>(src, ph, pl, gq, sl, u);
 #pragma unroll
           for (int db = 0; db < D / 8; ++db) {
             if (tA == tt) o[db][0] = u[db][0], o[db][1] = u[db][1];
@@ -622,67 +650,112 @@ __device__ void attendGroup(const AttnArgs& a, const KeyView& kv, int n, int gro
   __syncthreads();  // red / obuf are reused by the next group
 }
 
+// Copies cache rows to shared rows r in [r0, r1) (row stride D + 8): slot list[r], or first + r
+// without a list. fp32 caches are split into hi/lo arrays; 16-bit ones go by cp.async (the caller
+// waits).
+template <class H, bool KV32, int D>
+__device__ __forceinline__ void stageRows(const AttnArgs& a, int g, int r0, int r1, const int32_t* list, int first, uint16_t* K,
+                                          uint16_t* V, uint16_t* Kl, uint16_t* Vl) {
+  constexpr int ld = AttnCfg<D>::LD;
+  const int kvDim = a.kvHeads * D;
+  if constexpr (KV32) {
+    const float* kf = static_cast<const float*>(a.k);
+    const float* vf = static_cast<const float*>(a.v);
+    for (int e = r0 * (D / 4) + threadIdx.x; e < r1 * (D / 4); e += blockDim.x) {
+      const int r = e / (D / 4), c4 = (e % (D / 4)) * 4;
+      const size_t src = (size_t)(list ? list[r] : first + r) * kvDim + g * D + c4;
+      const float4 kx = *reinterpret_cast<const float4*>(kf + src);
+      const float4 vx = *reinterpret_cast<const float4*>(vf + src);
+      const float kk[4] = {kx.x, kx.y, kx.z, kx.w}, vv[4] = {vx.x, vx.y, vx.z, vx.w};
+      uint16_t kh[4], kl[4], vh[4], vl[4];
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        splitHiLo<H>(kk[i], kh[i], kl[i]);
+        splitHiLo<H>(vv[i], vh[i], vl[i]);
+      }
+      const int o = r * ld + c4;
+      *reinterpret_cast<uint2*>(K + o) = make_uint2(pack2(kh[0], kh[1]), pack2(kh[2], kh[3]));
+      *reinterpret_cast<uint2*>(Kl + o) = make_uint2(pack2(kl[0], kl[1]), pack2(kl[2], kl[3]));
+      *reinterpret_cast<uint2*>(V + o) = make_uint2(pack2(vh[0], vh[1]), pack2(vh[2], vh[3]));
+      *reinterpret_cast<uint2*>(Vl + o) = make_uint2(pack2(vl[0], vl[1]), pack2(vl[2], vl[3]));
+    }
+  } else {
+    const uint16_t* kh = static_cast<const uint16_t*>(a.k);
+    const uint16_t* vh = static_cast<const uint16_t*>(a.v);
+    for (int e = r0 * (D / 8) + threadIdx.x; e < r1 * (D / 8); e += blockDim.x) {
+      const int r = e / (D / 8), c8 = (e % (D / 8)) * 8;
+      const size_t src = (size_t)(list ? list[r] : first + r) * kvDim + g * D + c8;
+      cpAsync16(K + r * ld + c8, kh + src);
+      cpAsync16(V + r * ld + c8, vh + src);
+    }
+  }
+}
+
+// Every row group of the launch against chunk c, lookups through (kv, src).
+template <class H, bool KV32, int D, bool WIDE, class Src>
+__device__ __forceinline__ void attendChunk(const AttnArgs& a, const KeyView kv, const Src& src, int n, int group, int c, int nStage,
+                                            const uint16_t* Ks, const uint16_t* Vs, const uint16_t* Ksl, const uint16_t* Vsl,
+                                            float* red, float* obuf) {
+  if constexpr (WIDE) {  // several row groups: one warp each
+    for (int rg = threadIdx.x >> 5; rg * 16 < n * group; rg += kAttnWarps)
+      attendRowsWide<H, KV32, D>(a, kv, src, n, group, rg, c, nStage, Ks, Vs, Ksl, Vsl);
+  } else {  // decode: all 4 warps on the one row group
+    for (int rg = 0; rg * 16 < n * group; ++rg)
+      attendGroup<H, KV32, D>(a, kv, src, n, group, rg, c, nStage, Ks, Vs, Ksl, Vsl, red, obuf);
+  }
+}
+
 template <class H, bool KV32, int D, bool WIDE>
 __global__ void __launch_bounds__(kAttnWarps * 32) attnKernel(const AttnArgs a) {
   using Cfg = AttnCfg<D>;
   extern __shared__ __align__(16) uint16_t sm[];
+  // [K V (K lo, V lo: fp32 caches)] x kAttnChunk rows, the same x a.tailRows rows, then red, obuf.
+  constexpr int arrays = KV32 ? 4 : 2;
   uint16_t* Ks = sm;
   uint16_t* Vs = sm + Cfg::kArray;
   uint16_t* Ksl = sm + 2 * Cfg::kArray;  // KV32: lo halves
   uint16_t* Vsl = sm + 3 * Cfg::kArray;
-  float* red = reinterpret_cast<float*>(sm + (a.kvF32 ? 4 : 2) * Cfg::kArray);  // [2][4 warps][16 rows]
-  float* obuf = red + 2 * 4 * 16;                                                // [4 warps][16 rows][D]
+  const int tailArray = a.tailRows * Cfg::LD;
+  uint16_t* Kt = sm + arrays * Cfg::kArray;  // then Vt, Ktl, Vtl
+  float* red = reinterpret_cast<float*>(Kt + arrays * tailArray);  // [2][4 warps][16 rows]
+  float* obuf = red + 2 * 4 * 16;                                  // [4 warps][16 rows][D]
+  const int g = blockIdx.y;
+
+  // The parameter block was copied before the graph started, and every key below `committed` was
+  // written by an earlier forward: the first chunk's committed rows are staged before waiting
+  // for the previous kernel (the qkv projection, which writes only this forward's slots).
   const Params P{a.params};
+  const int n = P.n(), committed = P.committed(), staged = P.stagedKeys();
+  const int nChunks = (P.maxKeys() + CH - 1) / CH;
+  int preRows = (int)blockIdx.x < nChunks ? min(max(committed - (int)blockIdx.x * CH, 0), CH) : 0;
+  stageRows<H, KV32, D>(a, g, 0, preRows, nullptr, blockIdx.x * CH, Ks, Vs, Ksl, Vsl);
   gridDepWait();
   gridDepLaunch();
-  const int n = P.n(), committed = P.committed();
-  const int nChunks = (P.maxKeys() + CH - 1) / CH;
   const int group = a.heads / a.kvHeads;
-  const int kvDim = a.kvHeads * D, g = blockIdx.y;
-  const KeyView kv{P.ancOffsets(), P.ancSlots(), committed};
+  const int tailCount = P.tailCount();
 
   for (int c = blockIdx.x; c < nChunks; c += gridDim.x) {
     const int j0 = c * CH;
-    const int nStage = min(max(P.stagedKeys() - j0, 0), CH);  // keys in their own slot (params.cuh)
-    __syncthreads();  // the previous chunk's readers are done with shared memory
-    if constexpr (KV32) {
-      const float* kf = static_cast<const float*>(a.k);
-      const float* vf = static_cast<const float*>(a.v);
-      for (int e = threadIdx.x; e < nStage * (D / 4); e += blockDim.x) {
-        const int r = e / (D / 4), c4 = (e % (D / 4)) * 4;
-        const size_t src = (size_t)(j0 + r) * kvDim + g * D + c4;
-        const float4 kx = *reinterpret_cast<const float4*>(kf + src);
-        const float4 vx = *reinterpret_cast<const float4*>(vf + src);
-        const float kk[4] = {kx.x, kx.y, kx.z, kx.w}, vv[4] = {vx.x, vx.y, vx.z, vx.w};
-        uint16_t kh[4], kl[4], vh[4], vl[4];
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          splitHiLo<H>(kk[i], kh[i], kl[i]);
-          splitHiLo<H>(vv[i], vh[i], vl[i]);
-        }
-        const int o = r * Cfg::LD + c4;
-        *reinterpret_cast<uint2*>(Ks + o) = make_uint2(pack2(kh[0], kh[1]), pack2(kh[2], kh[3]));
-        *reinterpret_cast<uint2*>(Ksl + o) = make_uint2(pack2(kl[0], kl[1]), pack2(kl[2], kl[3]));
-        *reinterpret_cast<uint2*>(Vs + o) = make_uint2(pack2(vh[0], vh[1]), pack2(vh[2], vh[3]));
-        *reinterpret_cast<uint2*>(Vsl + o) = make_uint2(pack2(vl[0], vl[1]), pack2(vl[2], vl[3]));
-      }
-    } else {
-      const uint16_t* kh = static_cast<const uint16_t*>(a.k);
-      const uint16_t* vh = static_cast<const uint16_t*>(a.v);
-      for (int e = threadIdx.x; e < nStage * (D / 8); e += blockDim.x) {
-        const int r = e / (D / 8), c8 = (e % (D / 8)) * 8;
-        const size_t src = (size_t)(j0 + r) * kvDim + g * D + c8;
-        cpAsync16(Ks + r * Cfg::LD + c8, kh + src);
-        cpAsync16(Vs + r * Cfg::LD + c8, vh + src);
-      }
-      cpAsyncWaitAll();
+    const int nStage = min(max(staged - j0, 0), CH);  // keys in their own slot (params.cuh)
+    if (c != (int)blockIdx.x) {
+      __syncthreads();  // the previous chunk's readers are done with shared memory
+      preRows = 0;
     }
+    stageRows<H, KV32, D>(a, g, preRows, nStage, nullptr, j0, Ks, Vs, Ksl, Vsl);
+    // Keys past the staged ones are looked up per token: from the staged tree tail when the host
+    // listed it (at most a.tailRows distinct slots), else from global memory.
+    const bool useTail = tailCount > 0 && tailCount <= a.tailRows && nStage < CH && j0 + nStage < P.maxKeys();
+    if (useTail) stageRows<H, KV32, D>(a, g, 0, tailCount, P.tailSlots(), 0, Kt, Kt + tailArray, Kt + 2 * tailArray, Kt + 3 * tailArray);
+    if constexpr (!KV32) cpAsyncWaitAll();
     __syncthreads();
-    if constexpr (WIDE) {  // several row groups: one warp each
-      for (int rg = threadIdx.x >> 5; rg * 16 < n * group; rg += kAttnWarps)
-        attendRowsWide<H, KV32, D>(a, kv, n, group, rg, c, nStage, Ks, Vs, Ksl, Vsl);
-    } else {  // decode: all 4 warps on the one row group
-      for (int rg = 0; rg * 16 < n * group; ++rg) attendGroup<H, KV32, D>(a, kv, n, group, rg, c, nStage, Ks, Vs, Ksl, Vsl, red, obuf);
+    if (useTail) {
+      const KeyView kv{P.ancOffsets(), P.ancTail(), committed, attnTailStart(staged)};
+      const TailRows<D> src{Kt, Kt + 2 * tailArray, Kt + tailArray, Kt + 3 * tailArray};
+      attendChunk<H, KV32, D, WIDE>(a, kv, src, n, group, c, nStage, Ks, Vs, Ksl, Vsl, red, obuf);
+    } else {
+      const KeyView kv{P.ancOffsets(), P.ancSlots(), committed, 0};
+      const GlobalRows<D> src{a.k, a.v, a.kvHeads * D, g * D};
+      attendChunk<H, KV32, D, WIDE>(a, kv, src, n, group, c, nStage, Ks, Vs, Ksl, Vsl, red, obuf);
     }
   }
 }
@@ -740,8 +813,8 @@ __global__ void combineKernel(const AttnArgs a) {
 
 template <class H, bool KV32, int D>
 void launchAttnT(const AttnArgs& a, int gridX, bool pdl, cudaStream_t stream) {
-  const int smem = AttnCfg<D>::smemBytes(KV32);
-  if (gridX < 0) {  // attentionPrepare: lift the 48 KB default (up to ~100 KB: K/V staging + warp partials)
+  const int smem = AttnCfg<D>::smemBytes(KV32, gridX < 0 ? kAttnMaxTailRows : a.tailRows);
+  if (gridX < 0) {  // attentionPrepare: lift the 48 KB default (K/V staging, tree tail, warp partials)
     CUDA_CHECK(cudaFuncSetAttribute(attnKernel<H, KV32, D, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
     CUDA_CHECK(cudaFuncSetAttribute(attnKernel<H, KV32, D, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
     return;

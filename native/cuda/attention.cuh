@@ -10,6 +10,14 @@
 // chain's common ancestors) feed one mma for 16 rows; where rows disagree on the slot at a key
 // index (tree branches), the warp runs one mma per token and keeps that token's rows. Either way
 // an element sees the same inputs, so results do not depend on n, tree shape or neighbours.
+//
+// Tree tails. The per-token lookups start at attnTailStart(stagedKeys). The host lists the
+// distinct slots they reach (the committed ones first: Params::tailSlots) and, per ancestor entry,
+// its row in that list (Params::ancTail); a chunk with such keys stages those rows in shared
+// memory once, so a branch's per-token mmas read K/V there instead of from global memory. A
+// launch for up to maxTokens tokens has room for attnTailRows(maxTokens) rows; a longer list
+// (tailCount 0) keeps the global lookups. The fragments are the same either way, and so are the
+// bits.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -19,6 +27,16 @@ namespace casspec::cuda {
 
 constexpr int kAttnChunk = 64;  // keys per chunk: fixed, part of the numerics
 constexpr int kAttnWarps = 4;
+constexpr int kAttnMaxTailRows = 80;
+
+// Tail rows a launch for up to maxTokens tokens stages: a tree's own slots plus the committed
+// keys of its first lookup tile. None for one token (a decode step is all staged) or for
+// launches past the graph sizes (prefill chunks are all staged).
+__host__ __device__ inline int attnTailRows(int maxTokens) {
+  return maxTokens <= 1 || maxTokens > 64 ? 0 : (maxTokens + 16 < kAttnMaxTailRows ? maxTokens + 16 : kAttnMaxTailRows);
+}
+// First key index looked up per token: the staged keys rounded down to a whole P V tile of 16.
+__host__ __device__ inline int attnTailStart(int stagedKeys) { return stagedKeys / 16 * 16; }
 
 struct AttnArgs {
   const int32_t* params = nullptr;
@@ -32,6 +50,7 @@ struct AttnArgs {
   int maxChunks = 0;
   void* outPacked = nullptr;  // packed O-projection input, KT = heads * headDim / 16
   int outKT = 0;
+  int tailRows = 0;  // attnTailRows of the launch: shared-memory rows for the tree tail
   // Execution strategy, same bits either way: true when a launch can have more than 16 query rows
   // (one warp per 16-row group), false for decode (the block's 4 warps split each chunk's keys).
   bool wide = false;

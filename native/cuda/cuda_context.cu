@@ -222,6 +222,7 @@ void CudaContext::enqueue(int maxTokens, const uint8_t* skip, int quant, bool wi
       at.outPacked = sc.aPack.get();
       at.outKT = tilesOf(c.qDim());
       at.wide = maxTokens * (c.heads / c.kvHeads) > 16;
+      at.tailRows = tailRowsFor(maxTokens);
       launchAttention(at, attnGridX, bf16, pdl, s);
       mark("attention");
       if (maxChunks_ > 1) launchAttnCombine(at, maxTokens, bf16, pdl, s);
@@ -318,12 +319,51 @@ cudaGraphExec_t CudaContext::graphFor(int bucket, const uint8_t* skip, int quant
   return exec;
 }
 
+// The tree tail for attention (attention.cuh): the distinct slots of key indices from
+// attnTailStart(stagedKeys) on, committed ones first, and each ancestor entry's row among them.
+// Returns the row count, or 0 when they exceed maxRows (attention then reads global memory).
+int CudaContext::listTail(const Batch& b, const Piece& p, int stagedKeys, int maxRows, int32_t* ancTail, int32_t* slots) {
+  const int start = attnTailStart(stagedKeys);
+  const int a0 = b.ancOffsets[p.s0];
+  int rows = 0;
+  for (int j = start; j < b.committed; ++j) slots[rows++] = j;
+  if (rows > maxRows) return 0;
+  if ((int)tailRowOf_.size() < capacity_) tailRowOf_.assign(capacity_, -1);
+  bool fits = true;
+  for (int t = p.s0; t < p.s1 && fits; ++t) {
+    for (int e = b.ancOffsets[t]; e < b.ancOffsets[t + 1]; ++e) {
+      const int j = b.committed + (e - b.ancOffsets[t]), slot = b.ancSlots[e];
+      int32_t& row = ancTail[e - a0];
+      row = -1;
+      if (j < start) continue;
+      if (slot < 0 || slot >= capacity_) {  // the engine validated slots; never index past the map
+        fits = false;
+        break;
+      }
+      if (tailRowOf_[slot] < 0) {
+        if (rows == maxRows) {
+          fits = false;
+          break;
+        }
+        slots[rows] = slot;
+        tailRowOf_[slot] = rows++;
+      }
+      row = tailRowOf_[slot];
+    }
+  }
+  for (int r = 0; r < rows; ++r)
+    if (slots[r] >= 0 && slots[r] < capacity_) tailRowOf_[slots[r]] = -1;
+  return fits ? rows : 0;
+}
+
 void CudaContext::runPiece(const Batch& b, const Piece& p, ForwardResult& out, bool graph) {
   const ModelConfig& c = be_.config();
   const int n = p.s1 - p.s0, nOut = p.o1 - p.o0;
   const int a0 = b.ancOffsets[p.s0], a1 = b.ancOffsets[p.s1];
   const int nAnc = a1 - a0;
-  const size_t words = (size_t)kP_headerSize + 3 * n + (n + 1) + nAnc + nOut;
+  const bool replay = graph && !profiling_;
+  const int tailRows = tailRowsFor(replay ? bucketOf(n) : n);
+  const size_t words = (size_t)kP_headerSize + 3 * n + (n + 1) + 2 * nAnc + nOut + tailRows;
 
   hostParams_.reserve(words * 4, "forward parameters");
   int32_t* h = hostParams_.get<int32_t>();
@@ -350,6 +390,10 @@ void CudaContext::runPiece(const Batch& b, const Piece& p, ForwardResult& out, b
   std::memcpy(h + o, b.ancSlots + a0, (size_t)nAnc * 4), o += nAnc;
   h[kP_outRows] = o;
   for (int r = 0; r < nOut; ++r) h[o + r] = b.outRows[p.o0 + r] - p.s0;
+  o += nOut;
+  h[kP_ancTail] = o;
+  h[kP_tailSlots] = o + nAnc;
+  h[kP_tailCount] = listTail(b, p, h[kP_stagedKeys], tailRows, h + o, h + o + nAnc);
 
   if (params_.bytes() < words * 4) {
     graphs_.clear();  // they hold the old block's address
@@ -359,7 +403,7 @@ void CudaContext::runPiece(const Batch& b, const Piece& p, ForwardResult& out, b
 
   CUDA_CHECK(cudaEventRecord(start_, stream_));
   CUDA_CHECK(cudaMemcpyAsync(params_.get(), h, words * 4, cudaMemcpyHostToDevice, stream_));
-  if (graph && !profiling_) {
+  if (replay) {
     const cudaGraphExec_t exec = graphFor(bucketOf(n), b.skip, b.quant);
     CUDA_CHECK(cudaGraphLaunch(exec, stream_));
   } else {

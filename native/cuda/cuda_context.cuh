@@ -14,6 +14,7 @@
 
 #include "../engine/backend.h"
 #include "buffer.cuh"
+#include "attention.cuh"
 #include "cuda_backend.cuh"
 #include "device.cuh"
 
@@ -51,6 +52,8 @@ class CudaContext : public BackendContext {
     int o0, o1;      // indices into b.outRows
   };
   void runPiece(const Batch& b, const Piece& p, ForwardResult& out, bool graph);
+  int tailRowsFor(int maxTokens) const { return be_.tuning().attnTail ? attnTailRows(maxTokens) : 0; }
+  int listTail(const Batch& b, const Piece& p, int stagedKeys, int maxRows, int32_t* ancTail, int32_t* slots);
   void enqueue(int maxTokens, const uint8_t* skip, int quant, bool withHead, int attnGridX);
   cudaGraphExec_t graphFor(int bucket, const uint8_t* skip, int quant);
 
@@ -65,6 +68,7 @@ class CudaContext : public BackendContext {
   DeviceBuffer params_;    // int32 parameter block (graphs hold its address)
   DeviceBuffer moveArgs_;  // moveSlots: src[n], dst[n]
   PinnedBuffer hostParams_, hostResult_, hostMove_;
+  std::vector<int32_t> tailRowOf_;  // listTail's slot -> row map, all -1 between calls
   struct CachedGraph {
     std::string key;
     GraphExec exec;

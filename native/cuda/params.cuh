@@ -22,8 +22,13 @@ enum ParamField : int {
   kP_vocab,          // copy of the config's vocab (result layout)
   kP_stagedKeys,     // >= committed: every key index j below it sits in slot j for each token that has
                      // it (the committed prefix, then a chain's or a prefill's own tokens)
+  kP_tailCount,      // rows of tailSlots, 0 when the tail is not staged (attention.cuh)
+  kP_tailSlots,      // [tailCount] distinct slots of the key indices from attnTailStart(stagedKeys) on
+  kP_ancTail,        // [like ancSlots] row of each ancestor entry in tailSlots (-1 below the start)
   kP_headerSize = 16
 };
+
+static_assert(kP_ancTail < kP_headerSize, "header fields must fit the header");
 
 struct Params {
   const int32_t* p;
@@ -39,6 +44,9 @@ struct Params {
   __device__ __forceinline__ const int32_t* ancOffsets() const { return p + p[kP_ancOffsets]; }
   __device__ __forceinline__ const int32_t* ancSlots() const { return p + p[kP_ancSlots]; }
   __device__ __forceinline__ const int32_t* outRows() const { return p + p[kP_outRows]; }
+  __device__ __forceinline__ int tailCount() const { return p[kP_tailCount]; }
+  __device__ __forceinline__ const int32_t* tailSlots() const { return p + p[kP_tailSlots]; }
+  __device__ __forceinline__ const int32_t* ancTail() const { return p + p[kP_ancTail]; }
 };
 
 // Results (device, then one copy to the host): [argmax nOut][topkIds nOut*k][topkProbs nOut*k]

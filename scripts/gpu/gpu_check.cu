@@ -15,8 +15,11 @@
 //          whole forwards), the batch-invariance checks under the bulk kernel, and a short table of
 //          7B fp16 forward times (ctx 512, n = 1/8/32) per implementation against the bandwidth
 //          floor. (--check and --bench include these parts too.)
+// --ncu:   for Nsight Compute (`ncu --profile-from-start off`): one 7B fp16 forward at cache 512 for
+//          n = 1 and a random tree of n = 32, graphs replayed, inside cudaProfilerStart/Stop.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include <cuda_profiler_api.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -946,7 +949,7 @@ static std::vector<std::string> linearBench(double bw) {
 
 // ---------------------------------------------------------------- main
 int main(int argc, char** argv) {
-  bool doCheck = false, doBench = false, quick = false, doLinear = false;
+  bool doCheck = false, doBench = false, quick = false, doLinear = false, doNcu = false;
   std::string models = ".gpubin/models", outDir = ".";
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -954,6 +957,7 @@ int main(int argc, char** argv) {
     if (a == "--bench") doBench = true;
     if (a == "--quick") quick = doCheck = true;  // tiny shape only (for compute-sanitizer)
     if (a == "--linear") doLinear = true;        // bulk vs register matrix kernel: checks + short bench
+    if (a == "--ncu") doNcu = true;
     if (a == "--models" && i + 1 < argc) models = argv[++i];
     if (a == "--out" && i + 1 < argc) outDir = argv[++i];
   }
@@ -969,6 +973,26 @@ int main(int argc, char** argv) {
   if (!usable) return 1;
 
   try {
+    if (doNcu) {
+      const ModelConfig cfg = llama7bConfig();
+      auto m = makeModel(cfg, "cuda", DType::F16);
+      m->fillDummy(1);
+      auto bctx = m->backend().newContext(512 + 64 + 16);
+      auto* cctx = dynamic_cast<cuda::CudaContext*>(bctx.get());
+      std::mt19937 rng(42);
+      prefillRaw(*bctx, 512, cfg.vocab, cfg.layers, rng);
+      for (int n : {1, 32}) {
+        RawBatch rb;
+        rb.build(512, n == 1 ? chainParents(1) : treeParents(n, rng), cfg.vocab, cfg.layers, rng, false);
+        const Timing t = timeForward(*cctx, rb.b, 5);  // captures the graph, warms up
+        cudaProfilerStart();
+        ForwardResult r;
+        cctx->forward(rb.b, r);
+        cudaProfilerStop();
+        LOG("7B f16 ctx 512 n %d: %.3f ms device (unprofiled median)\n", n, t.deviceMs);
+      }
+      return 0;
+    }
     if (doLinear && !doCheck) {
       linearImplChecks(false);
       LOG("== checks: %d, failures: %d ==\n", gChecks, gFailures);
@@ -1056,6 +1080,15 @@ int main(int argc, char** argv) {
         LOG("  (KV forced to bf16: %s)\n", smallH->backend().deviceInfo().c_str());
         invariance("pycode-small shape, bf16 KV", *smallH, 130, 6);
         longForward("pycode-small shape, bf16 KV", *smallH, 600);
+        setenv("CASSPEC_CUDA_ATTN_TAIL", "0", 1);  // tree tails from global memory: the same bits
+        auto smallG = makeModel(smallConfig(), "cuda");
+        auto smallGH = (setenv("CASSPEC_CUDA_KV", "half", 1), makeModel(smallConfig(), "cuda"));
+        unsetenv("CASSPEC_CUDA_KV");
+        unsetenv("CASSPEC_CUDA_ATTN_TAIL");
+        smallG->fillDummy(9);
+        smallGH->fillDummy(9);
+        invariance("pycode-small shape [tail global]", *smallG, 37, 4);
+        invariance("pycode-small bf16 KV [tail global]", *smallGH, 130, 6);
       }
       linearImplChecks(false);
       LOG("== checks: %d, failures: %d ==\n", gChecks, gFailures);
@@ -1158,7 +1191,9 @@ int main(int argc, char** argv) {
         for (const char* target : {"264", "528", "792"})
           extra.push_back(tag + variant(cfg, wdt, "CASSPEC_CUDA_SPLIT_TARGET", target, {1, 32}));
         if (!big) extra.push_back(tag + variant(cfg, wdt, "CASSPEC_CUDA_KV", "half", {1, 32}));
-        for (size_t i = extra.size() - (big ? 4 : 6); i < extra.size(); ++i) LOG("  %s\n", extra[i].c_str());
+        extra.push_back(tag + variant(cfg, wdt, "CASSPEC_CUDA_ATTN_TAIL", "0", {8, 32, 64}));
+        extra.push_back(tag + variant(cfg, wdt, "CASSPEC_CUDA_ATTN_TAIL", "1", {8, 32, 64}));
+        for (size_t i = extra.size() - (big ? 6 : 8); i < extra.size(); ++i) LOG("  %s\n", extra[i].c_str());
       }
       LOG("\n| model | ctx | n | device ms | host ms | floor ms | floor/device | vs n=1 |\n|---|---|---|---|---|---|---|---|\n");
       for (const Row& r : rows) {
