@@ -12,6 +12,7 @@
 #include <cuda_fp16.h>
 
 #include <cmath>
+#include <type_traits>
 
 #include "check.cuh"
 #include "launch.cuh"
@@ -28,11 +29,18 @@ namespace {
 
 constexpr int CH = kAttnChunk;
 
+// Floats of per-warp scratch for the wide path's tree tail: S against the tail rows [16][rows],
+// then (reused) the tile's rows per token [16][16].
+__host__ __device__ constexpr int attnWarpScratch(int tailRows) { return 16 * tailRows > 256 ? 16 * tailRows : 256; }
+
 template <int D> struct AttnCfg {
   static constexpr int LD = D + 8;  // padded shared-memory row (halves): conflict-free ldmatrix
   static constexpr int kArray = CH * LD;
+  // [K, V (+ lo halves)] x (chunk rows + tail rows), then the decode path's cross-warp partials
+  // (red, obuf) or the wide path's scratch, whichever is larger.
   static constexpr int smemBytes(bool kv32, int tailRows) {
-    return (kv32 ? 4 : 2) * (kArray + tailRows * LD) * 2 + (2 * 4 * 16 + 4 * 16 * D) * 4;
+    const int partials = (2 * 4 * 16 + 4 * 16 * D) * 4, scratch = kAttnWarps * attnWarpScratch(tailRows) * 4;
+    return (kv32 ? 4 : 2) * (kArray + tailRows * LD) * 2 + (partials > scratch ? partials : scratch);
   }
 };
 
@@ -95,7 +103,11 @@ template <int D> struct GlobalRows {
 };
 template <int D> struct TailRows {
   const uint16_t *k, *kl, *v, *vl;  // [row][D + 8] hi halves (and lo halves for fp32 caches)
+  int count, rows;                  // rows staged, rows allocated (a multiple of 8)
+  float* scratch;                   // attnWarpScratch floats per warp (the wide path)
 };
+template <class Src> struct IsTail : std::false_type {};
+template <int D> struct IsTail<TailRows<D>> : std::true_type {};
 template <class H, bool KV32, int D>
 __device__ __forceinline__ void kPair(const GlobalRows<D>& r, int row, int col, uint32_t& hi, uint32_t& lo) {
   loadPair<H, KV32>(r.k, (size_t)(row < 0 ? 0 : row) * r.kvDim + r.kvOff + col, hi, lo);
@@ -193,6 +205,32 @@ __device__ __forceinline__ void foldTile(float (&o)[4], const float (&t)[4], boo
   for (int e = 0; e < 4; ++e) o[e] = first ? t[e] : o[e] + t[e];
 }
 
+// P V for head-dim blocks db, db+1 of one 16-key tile from shared memory, into fresh t0, t1: lane l
+// addresses the row of tile key ((l >> 3) & 1) * 8 + (l & 7) at rowOff (ldmatrix .trans gives the
+// B fragments). Staged keys and tree-tail rows both go through here: the same mma sequence.
+template <class H, bool KV32, int D>
+__device__ __forceinline__ void pvPair(const uint16_t* V, const uint16_t* Vl, int rowOff, int db, const uint32_t (&ph)[4],
+                                       const uint32_t (&pl)[4], float (&t0)[4], float (&t1)[4]) {
+  const int off = rowOff + (db + ((threadIdx.x & 31) >> 4)) * 8;
+  uint32_t b[4];
+  ldmatrixX4Trans(b, V + off);
+#pragma unroll
+  for (int e = 0; e < 4; ++e) t0[e] = t1[e] = 0.f;
+  mma16816<H>(t0, ph, b[0], b[1]);
+  mma16816<H>(t0, pl, b[0], b[1]);
+  if constexpr (KV32) {
+    uint32_t bl[4];
+    ldmatrixX4Trans(bl, Vl + off);
+    mma16816<H>(t0, ph, bl[0], bl[1]);
+    mma16816<H>(t1, ph, b[2], b[3]);
+    mma16816<H>(t1, pl, b[2], b[3]);
+    mma16816<H>(t1, ph, bl[2], bl[3]);
+  } else {
+    mma16816<H>(t1, ph, b[2], b[3]);
+    mma16816<H>(t1, pl, b[2], b[3]);
+  }
+}
+
 // The same arithmetic as attendGroup, by one warp over the whole chunk: used when a block has
 // several row groups (wide batches), so warps work on different row groups in parallel. Every
 // per-element operation sequence matches attendGroup's (S chains; l and O as 4 partials of 16
@@ -254,29 +292,83 @@ __device__ void attendRowsWide(const AttnArgs& a, const KeyView kv, const Src& s
       }
     }
   }
-  for (int kb = nFull; kb < 8; ++kb) {
-    const int jb = j0 + kb * 8;
-    if (jb >= Lg) break;
-    int m = -1;
-    for (int tt = tokFirst + (lane >> 3); tt <= tokLast; tt += 4) m = mergeSlot(m, kv.slot(tt, jb + (lane & 7)));
-    m = mergeSlot(m, __shfl_xor_sync(0xffffffffu, m, 8));
-    m = mergeSlot(m, __shfl_xor_sync(0xffffffffu, m, 16));
-    const bool conflict = __any_sync(0xffffffffu, m == -2);
-    float t4[4];
-    if (!conflict) {
-      scoreTile<H, KV32, D>(src, qA, qB, tq, __shfl_sync(0xffffffffu, m, gq), t4);
-    } else {
-      t4[0] = t4[1] = t4[2] = t4[3] = 0.f;
-      for (int tt = tokFirst; tt <= tokLast; ++tt) {
-        float u[4];
-        scoreTile<H, KV32, D>(src, qA, qB, tq, kv.slot(tt, jb + gq), u);
-        if (tA == tt) t4[0] = u[0], t4[1] = u[1];
-        if (tB == tt) t4[2] = u[2], t4[3] = u[3];
-      }
-    }
+  if constexpr (IsTail<Src>::value) {
+    // Tree tail: S of the 16 rows against every staged tail row, with the staged keys' mma
+    // sequence (so each element has their bits), then each row takes its own keys' columns.
+    float* st = src.scratch + (threadIdx.x >> 5) * attnWarpScratch(src.rows);  // [16 rows][src.rows]
+    if (nFull < 8 && j0 + nFull * 8 < Lg) {
+      for (int ub = 0; ub * 8 < src.count; ++ub) {
+        float acc[4] = {0.f, 0.f, 0.f, 0.f};
 #pragma unroll
-    for (int i = 0; i < 8; ++i)
-      if (i == kb) s[i][0] = t4[0], s[i][1] = t4[1], s[i][2] = t4[2], s[i][3] = t4[3];
+        for (int dt = 0; dt < D / 16; dt += 2) {
+          uint32_t qh0[4], ql0[4], qh1[4], ql1[4];
+          loadQ<H>(qA, qB, dt, tq, qh0, ql0);
+          loadQ<H>(qA, qB, dt + 1, tq, qh1, ql1);
+          const int off = (ub * 8 + (lane & 7)) * Cfg::LD + dt * 16 + (lane >> 3) * 8;
+          uint32_t b[4];
+          ldmatrixX4(b, src.k + off);
+          if constexpr (KV32) {
+            uint32_t bl[4];
+            ldmatrixX4(bl, src.kl + off);
+            mma16816<H>(acc, qh0, b[0], b[1]);
+            mma16816<H>(acc, ql0, b[0], b[1]);
+            mma16816<H>(acc, qh0, bl[0], bl[1]);
+            mma16816<H>(acc, qh1, b[2], b[3]);
+            mma16816<H>(acc, ql1, b[2], b[3]);
+            mma16816<H>(acc, qh1, bl[2], bl[3]);
+          } else {
+            mma16816<H>(acc, qh0, b[0], b[1]);
+            mma16816<H>(acc, ql0, b[0], b[1]);
+            mma16816<H>(acc, qh1, b[2], b[3]);
+            mma16816<H>(acc, ql1, b[2], b[3]);
+          }
+        }
+        const int u = ub * 8 + 2 * tq;
+        *reinterpret_cast<float2*>(st + gq * src.rows + u) = make_float2(acc[0], acc[1]);
+        *reinterpret_cast<float2*>(st + (gq + 8) * src.rows + u) = make_float2(acc[2], acc[3]);
+      }
+      __syncwarp();
+      for (int kb = nFull; kb < 8; ++kb) {
+        const int jb = j0 + kb * 8;
+        if (jb >= Lg) break;
+        float t4[4];
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int t = e < 2 ? tA : tB;
+          const int u = t >= 0 ? kv.slot(t, jb + 2 * tq + (e & 1)) : -1;
+          t4[e] = u >= 0 ? st[(gq + (e < 2 ? 0 : 8)) * src.rows + u] : 0.f;  // past the list: masked below
+        }
+#pragma unroll
+        for (int i = 0; i < 8; ++i)
+          if (i == kb) s[i][0] = t4[0], s[i][1] = t4[1], s[i][2] = t4[2], s[i][3] = t4[3];
+      }
+      __syncwarp();  // the P V lookups below reuse the scratch
+    }
+  } else {
+    for (int kb = nFull; kb < 8; ++kb) {
+      const int jb = j0 + kb * 8;
+      if (jb >= Lg) break;
+      int m = -1;
+      for (int tt = tokFirst + (lane >> 3); tt <= tokLast; tt += 4) m = mergeSlot(m, kv.slot(tt, jb + (lane & 7)));
+      m = mergeSlot(m, __shfl_xor_sync(0xffffffffu, m, 8));
+      m = mergeSlot(m, __shfl_xor_sync(0xffffffffu, m, 16));
+      const bool conflict = __any_sync(0xffffffffu, m == -2);
+      float t4[4];
+      if (!conflict) {
+        scoreTile<H, KV32, D>(src, qA, qB, tq, __shfl_sync(0xffffffffu, m, gq), t4);
+      } else {
+        t4[0] = t4[1] = t4[2] = t4[3] = 0.f;
+        for (int tt = tokFirst; tt <= tokLast; ++tt) {
+          float u[4];
+          scoreTile<H, KV32, D>(src, qA, qB, tq, kv.slot(tt, jb + gq), u);
+          if (tA == tt) t4[0] = u[0], t4[1] = u[1];
+          if (tB == tt) t4[2] = u[2], t4[3] = u[3];
+        }
+      }
+  #pragma unroll
+      for (int i = 0; i < 8; ++i)
+        if (i == kb) s[i][0] = t4[0], s[i][1] = t4[1], s[i][2] = t4[2], s[i][3] = t4[3];
+    }
   }
 
   float mA = -INFINITY, mB = -INFINITY;
@@ -347,30 +439,51 @@ __device__ void attendRowsWide(const AttnArgs& a, const KeyView kv, const Src& s
       ph[r] = pack2(h0, h1);
       pl[r] = pack2(l0, l1);
     }
+    const int kk = ((lane >> 3) & 1) * 8 + (lane & 7);  // the tile key whose row this lane addresses
     if (kt * 16 + 16 <= nStage) {
 #pragma unroll
       for (int db = 0; db < D / 8; db += 2) {
-        const int mi = lane >> 3;
-        const int off = (kt * 16 + (mi & 1) * 8 + (lane & 7)) * Cfg::LD + (db + (mi >> 1)) * 8;
-        uint32_t b[4];
-        ldmatrixX4Trans(b, Vs + off);
-        float t0[4] = {0.f, 0.f, 0.f, 0.f}, t1[4] = {0.f, 0.f, 0.f, 0.f};
-        mma16816<H>(t0, ph, b[0], b[1]);
-        mma16816<H>(t0, pl, b[0], b[1]);
-        if constexpr (KV32) {
-          uint32_t bl[4];
-          ldmatrixX4Trans(bl, Vsl + off);
-          mma16816<H>(t0, ph, bl[0], bl[1]);
-          mma16816<H>(t1, ph, b[2], b[3]);
-          mma16816<H>(t1, pl, b[2], b[3]);
-          mma16816<H>(t1, ph, bl[2], bl[3]);
-        } else {
-          mma16816<H>(t1, ph, b[2], b[3]);
-          mma16816<H>(t1, pl, b[2], b[3]);
-        }
+        float t0[4], t1[4];
+        pvPair<H, KV32, D>(Vs, Vsl, (kt * 16 + kk) * Cfg::LD, db, ph, pl, t0, t1);
         foldTile(o[db], t0, first);
         foldTile(o[db + 1], t1, first);
       }
+    } else if constexpr (IsTail<Src>::value) {
+      // Tree tail: the tile's rows per token go to the warp's scratch (lookups in parallel), then
+      // one pass if the tokens agree, else one pass per token keeping that token's rows.
+      int* mp = reinterpret_cast<int*>(src.scratch + (threadIdx.x >> 5) * attnWarpScratch(src.rows));  // [token][16 keys]
+      const int ntok = tokLast - tokFirst + 1;
+      for (int i = lane; i < ntok * 16; i += 32) mp[i] = kv.slot(tokFirst + i / 16, jt + i % 16);
+      __syncwarp();
+      int m = -1;
+      for (int tt = lane >> 4; tt < ntok; tt += 2) m = mergeSlot(m, mp[tt * 16 + (lane & 15)]);
+      m = mergeSlot(m, __shfl_xor_sync(0xffffffffu, m, 16));
+      const bool conflict = __any_sync(0xffffffffu, m == -2);
+      if (!conflict) {
+        const int row = __shfl_sync(0xffffffffu, m, kk);
+#pragma unroll
+        for (int db = 0; db < D / 8; db += 2) {
+          float t0[4], t1[4];
+          pvPair<H, KV32, D>(src.v, src.vl, (row < 0 ? 0 : row) * Cfg::LD, db, ph, pl, t0, t1);
+          foldTile(o[db], t0, first);
+          foldTile(o[db + 1], t1, first);
+        }
+      } else {
+        for (int tt = 0; tt < ntok; ++tt) {
+          const int row = mp[tt * 16 + kk];
+          const bool mineA = tA == tokFirst + tt, mineB = tB == tokFirst + tt;
+#pragma unroll
+          for (int db = 0; db < D / 8; db += 2) {
+            float t0[4], t1[4];
+            pvPair<H, KV32, D>(src.v, src.vl, (row < 0 ? 0 : row) * Cfg::LD, db, ph, pl, t0, t1);
+            if (mineA) o[db][0] = first ? t0[0] : o[db][0] + t0[0], o[db][1] = first ? t0[1] : o[db][1] + t0[1];
+            if (mineB) o[db][2] = first ? t0[2] : o[db][2] + t0[2], o[db][3] = first ? t0[3] : o[db][3] + t0[3];
+            if (mineA) o[db + 1][0] = first ? t1[0] : o[db + 1][0] + t1[0], o[db + 1][1] = first ? t1[1] : o[db + 1][1] + t1[1];
+            if (mineB) o[db + 1][2] = first ? t1[2] : o[db + 1][2] + t1[2], o[db + 1][3] = first ? t1[3] : o[db + 1][3] + t1[3];
+          }
+        }
+      }
+      __syncwarp();  // the next tile rewrites the scratch
     } else {
       int m = -1;
       for (int tt = tokFirst + (lane >> 4); tt <= tokLast; tt += 2) m = mergeSlot(m, kv.slot(tt, jt + (lane & 15)));
@@ -717,7 +830,7 @@ __global__ void __launch_bounds__(kAttnWarps * 32) attnKernel(const AttnArgs a) 
   uint16_t* Vsl = sm + 3 * Cfg::kArray;
   const int tailArray = a.tailRows * Cfg::LD;
   uint16_t* Kt = sm + arrays * Cfg::kArray;  // then Vt, Ktl, Vtl
-  float* red = reinterpret_cast<float*>(Kt + arrays * tailArray);  // [2][4 warps][16 rows]
+  float* red = reinterpret_cast<float*>(Kt + arrays * tailArray);  // [2][4 warps][16 rows]; wide: scratch
   float* obuf = red + 2 * 4 * 16;                                  // [4 warps][16 rows][D]
   const int g = blockIdx.y;
 
@@ -750,7 +863,7 @@ __global__ void __launch_bounds__(kAttnWarps * 32) attnKernel(const AttnArgs a) 
     __syncthreads();
     if (useTail) {
       const KeyView kv{P.ancOffsets(), P.ancTail(), committed, attnTailStart(staged)};
-      const TailRows<D> src{Kt, Kt + 2 * tailArray, Kt + tailArray, Kt + 3 * tailArray};
+      const TailRows<D> src{Kt, Kt + 2 * tailArray, Kt + tailArray, Kt + 3 * tailArray, tailCount, a.tailRows, red};
       attendChunk<H, KV32, D, WIDE>(a, kv, src, n, group, c, nStage, Ks, Vs, Ksl, Vsl, red, obuf);
     } else {
       const KeyView kv{P.ancOffsets(), P.ancSlots(), committed, 0};

@@ -17,7 +17,9 @@
 // memory once, so a branch's per-token mmas read K/V there instead of from global memory. A
 // launch for up to maxTokens tokens has room for attnTailRows(maxTokens) rows; a longer list
 // (tailCount 0) keeps the global lookups. The fragments are the same either way, and so are the
-// bits.
+// bits. The wide path computes S of its 16 rows against all tail rows at once and gathers each
+// row's columns (an S element depends only on its own q row and key); P V stays per token where
+// branches differ (the k order inside an mma is the key index).
 #pragma once
 #include <cuda_runtime.h>
 
@@ -33,7 +35,8 @@ constexpr int kAttnMaxTailRows = 80;
 // keys of its first lookup tile. None for one token (a decode step is all staged) or for
 // launches past the graph sizes (prefill chunks are all staged).
 __host__ __device__ inline int attnTailRows(int maxTokens) {
-  return maxTokens <= 1 || maxTokens > 64 ? 0 : (maxTokens + 16 < kAttnMaxTailRows ? maxTokens + 16 : kAttnMaxTailRows);
+  const int rows = (maxTokens + 16 + 7) / 8 * 8;  // whole key blocks of 8 (the wide path's S tiles)
+  return maxTokens <= 1 || maxTokens > 64 ? 0 : rows < kAttnMaxTailRows ? rows : kAttnMaxTailRows;
 }
 // First key index looked up per token: the staged keys rounded down to a whole P V tile of 16.
 __host__ __device__ inline int attnTailStart(int stagedKeys) { return stagedKeys / 16 * 16; }

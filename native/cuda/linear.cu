@@ -32,12 +32,8 @@ __device__ __forceinline__ void epiPair(const LinArgs& a, const Params& P, int m
     case Epilogue::Qkv:
       qkvPair<H>(a.qkv, P, m0, t, v0, v1);
       break;
-    case Epilogue::Residual: {
-      float* r = a.resid + (size_t)t * a.M;
-      if (m0 < a.M) r[m0] = r[m0] + v0;
-      if (m0 + 8 < a.M) r[m0 + 8] = r[m0 + 8] + v1;
+    case Epilogue::Residual:  // batched in the kernel's epilogue
       break;
-    }
     case Epilogue::SwiGlu: {
       // m0 is a row of a gate tile; (vUp0, vUp1) the same rows of the paired up tile.
       const int f = ffnRowOfGate(m0);
@@ -333,6 +329,43 @@ __global__ void __launch_bounds__(kLinThreads, LinCfg<NTB>::kMinBlocks)
   // Epilogue over (warp tile, n-tile, lane, column pair): rows g and g+8, token 2*(lane%4) + jj.
   const bool swi = a.epi == Epilogue::SwiGlu;
   const int items = kLinWarps * ntiles * 64;
+  if (a.epi == Epilogue::Residual) {
+    // x += y. Each element belongs to one thread; the old values of kBatch items are loaded
+    // before any is stored, so their L2 round trips overlap (a load after a store through the
+    // same pointer would wait for it: 8 serial round trips per thread at n = 32).
+    constexpr int kBatch = 8;
+    for (int e0 = threadIdx.x; e0 < items; e0 += kBatch * kLinThreads) {
+      int idx[kBatch][2];
+      float old[kBatch][2], val[kBatch][2];
+#pragma unroll
+      for (int i = 0; i < kBatch; ++i) {
+        idx[i][0] = idx[i][1] = -1;
+        const int e = e0 + i * kLinThreads;
+        if (e >= items) continue;
+        const int w = e / (ntiles * 64), rem = e % (ntiles * 64), nt = rem / 64, l = (rem / 2) % 32, jj = rem & 1;
+        const int m = rb * kLinWarps + w;
+        const int t = tok0 + nt * 8 + 2 * (l & 3) + jj;
+        if (m >= a.MT || t >= count) continue;
+        const float4 v = part[(w * NTB + nt) * 32 + l];
+        const int m0 = m * 16 + (l >> 2);
+        val[i][0] = jj ? v.y : v.x;
+        val[i][1] = jj ? v.w : v.z;
+        if (m0 < a.M) idx[i][0] = t * a.M + m0;
+        if (m0 + 8 < a.M) idx[i][1] = t * a.M + m0 + 8;
+      }
+#pragma unroll
+      for (int i = 0; i < kBatch; ++i)
+#pragma unroll
+        for (int h = 0; h < 2; ++h)
+          if (idx[i][h] >= 0) old[i][h] = a.resid[idx[i][h]];
+#pragma unroll
+      for (int i = 0; i < kBatch; ++i)
+#pragma unroll
+        for (int h = 0; h < 2; ++h)
+          if (idx[i][h] >= 0) a.resid[idx[i][h]] = old[i][h] + val[i][h];
+    }
+    return;
+  }
   for (int e = threadIdx.x; e < items; e += kLinThreads) {
     const int w = e / (ntiles * 64), rem = e % (ntiles * 64), nt = rem / 64, l = (rem / 2) % 32, jj = rem & 1;
     const int m = rb * kLinWarps + w;
