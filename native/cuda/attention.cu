@@ -37,10 +37,11 @@ template <int D> struct AttnCfg {
   static constexpr int LD = D + 8;  // padded shared-memory row (halves): conflict-free ldmatrix
   static constexpr int kArray = CH * LD;
   // [K, V (+ lo halves)] x (chunk rows + tail rows), then the decode path's cross-warp partials
-  // (red, obuf) or the wide path's scratch, whichever is larger.
-  static constexpr int smemBytes(bool kv32, int tailRows) {
+  // (red, obuf) or the wide path's per-warp scratch. Kept small enough for 3 wide blocks per SM
+  // at n = 32 on head_dim 128: a second wave of blocks doubles the kernel's time.
+  static constexpr int smemBytes(bool kv32, int tailRows, bool wide) {
     const int partials = (2 * 4 * 16 + 4 * 16 * D) * 4, scratch = kAttnWarps * attnWarpScratch(tailRows) * 4;
-    return (kv32 ? 4 : 2) * (kArray + tailRows * LD) * 2 + (partials > scratch ? partials : scratch);
+    return (kv32 ? 4 : 2) * (kArray + tailRows * LD) * 2 + (wide ? scratch : partials);
   }
 };
 
@@ -818,8 +819,9 @@ __device__ __forceinline__ void attendChunk(const AttnArgs& a, const KeyView kv,
   }
 }
 
+// 3 resident blocks per SM (<= 168 registers): a launch of 288 blocks (7B, cache 512) fits one wave.
 template <class H, bool KV32, int D, bool WIDE>
-__global__ void __launch_bounds__(kAttnWarps * 32) attnKernel(const AttnArgs a) {
+__global__ void __launch_bounds__(kAttnWarps * 32, 3) attnKernel(const AttnArgs a) {
   using Cfg = AttnCfg<D>;
   extern __shared__ __align__(16) uint16_t sm[];
   // [K V (K lo, V lo: fp32 caches)] x kAttnChunk rows, the same x a.tailRows rows, then red, obuf.
@@ -926,12 +928,14 @@ __global__ void combineKernel(const AttnArgs a) {
 
 template <class H, bool KV32, int D>
 void launchAttnT(const AttnArgs& a, int gridX, bool pdl, cudaStream_t stream) {
-  const int smem = AttnCfg<D>::smemBytes(KV32, gridX < 0 ? kAttnMaxTailRows : a.tailRows);
-  if (gridX < 0) {  // attentionPrepare: lift the 48 KB default (K/V staging, tree tail, warp partials)
-    CUDA_CHECK(cudaFuncSetAttribute(attnKernel<H, KV32, D, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-    CUDA_CHECK(cudaFuncSetAttribute(attnKernel<H, KV32, D, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+  if (gridX < 0) {  // attentionPrepare: lift the 48 KB default (K/V staging, tree tail, partials or scratch)
+    CUDA_CHECK(cudaFuncSetAttribute(attnKernel<H, KV32, D, false>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    AttnCfg<D>::smemBytes(KV32, kAttnMaxTailRows, false)));
+    CUDA_CHECK(cudaFuncSetAttribute(attnKernel<H, KV32, D, true>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    AttnCfg<D>::smemBytes(KV32, kAttnMaxTailRows, true)));
     return;
   }
+  const int smem = AttnCfg<D>::smemBytes(KV32, a.tailRows, a.wide);
   if (a.wide)
     launchKernel(attnKernel<H, KV32, D, true>, dim3(gridX, a.kvHeads), dim3(kAttnWarps * 32), smem, stream, pdl, "attnKernel", a);
   else

@@ -1,10 +1,12 @@
 // Memory layouts shared by the weight packer, the matrix kernel and the kernels that produce
 // matrix inputs.
 //
-// Weights ("A" operand): a matrix W [M x K] is padded to [16*MT x 16*KT] with zeros and stored as
-// 16x16 tiles, tile (mt, kt) at tile index mt*KT + kt, 512 bytes each: 32 lanes x 8 halves, where
-// lane l's 8 halves are exactly its mma.m16n8k16 A fragment (a0..a7). A warp streaming one row
-// tile along K therefore reads 512 contiguous bytes per step with one 16-byte load per lane.
+// Weights ("A" operand): a matrix W [M x K] is padded to [16*MT x 16*KT] with zeros (MT a multiple
+// of kRowGroup) and stored as 16x16 tiles of 512 bytes: 32 lanes x 8 halves, where lane l's 8
+// halves are exactly its mma.m16n8k16 A fragment (a0..a7). Tile (mt, kt) sits at tile index
+// ((mt / kRowGroup) * KT + kt) * kRowGroup + mt % kRowGroup: the kRowGroup row tiles a matrix-
+// kernel block streams lie side by side for each k-tile, so the block reads one contiguous 4 KB
+// run per step (one 16-byte load per lane per warp) instead of 8 runs of 512 bytes.
 //
 // Activations ("B" operand, tokens as columns): X [n x K] is stored as tiles of 8 tokens x 16 k,
 // tile (nt, kt) at index nt*KT + kt, 32 lanes x 8 halves = {b0 b1 b2 b3 of hi, b0 b1 b2 b3 of lo}
@@ -22,6 +24,7 @@
 namespace casspec::cuda {
 
 constexpr int kTile = 16;
+constexpr int kRowGroup = 8;  // row tiles per matrix-kernel block (linear.cuh: kLinWarps)
 CASSPEC_HDI int tilesOf(int64_t n) { return (int)((n + kTile - 1) / kTile); }
 
 // Element (m, k) of a packed weight matrix with KT k-tiles: index in halves.
@@ -29,7 +32,8 @@ CASSPEC_HDI size_t packedA(int64_t m, int64_t k, int KT) {
   const int r = (int)(m & 15), c = (int)(k & 15);
   const int lane = (r & 7) * 4 + ((c & 7) >> 1);
   const int idx = (((c >> 3) << 1) | (r >> 3)) * 2 + (c & 1);
-  return ((size_t)((m >> 4) * KT + (k >> 4)) * 32 + lane) * 8 + idx;
+  const int64_t mt = m >> 4;
+  return ((((size_t)(mt / kRowGroup) * KT + (k >> 4)) * kRowGroup + mt % kRowGroup) * 32 + lane) * 8 + idx;
 }
 
 // Element (token t, k) of a packed activation with KT k-tiles: index (in halves) of its hi half;

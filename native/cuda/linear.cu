@@ -147,7 +147,10 @@ __global__ void __launch_bounds__(kLinThreads, LinCfg<NTB>::kMinBlocks)
   const int ntiles = min(NTB, (count - tok0 + 7) / 8);
 
   // Start streaming weights before waiting for the previous kernel: they do not depend on it.
-  const uint4* wrow = static_cast<const uint4*>(a.w) + (size_t)(rowOk ? mt : 0) * a.KT * 32 + lane;
+  // The block's row tiles are interleaved per k-tile (layout.cuh): k-tile kk of this warp's tile
+  // is at wrow + kk * kStep.
+  constexpr int kStep = kLinWarps * 32;
+  const uint4* wrow = static_cast<const uint4*>(a.w) + ((size_t)rb * a.KT * kLinWarps + warp) * 32 + lane;
   constexpr int kRing = kBulk ? 1 : C::kRing;
   uint4 ring[kRing];
   // Bulk: chunk c = k-tiles [kt0 + c*kBulkChunk, +kBulkChunk) goes to slot c % stages.
@@ -156,9 +159,10 @@ __global__ void __launch_bounds__(kLinThreads, LinCfg<NTB>::kMinBlocks)
   uint64_t policy = 0;
   auto issueChunk = [&](int c, int slot) {  // lane 0 only; slot == c % stages
     const int k = kt0 + c * kBulkChunk;
-    const uint32_t bytes = (uint32_t)min(kBulkChunk, kt1 - k) * 512;
-    mbarArriveExpectTx(&fullBar[warp][slot], bytes);
-    bulkCopyG2S(wring + slot * kBulkChunk * 32, wrow - lane + (size_t)k * 32, bytes, &fullBar[warp][slot], policy);
+    const int tiles = min(kBulkChunk, kt1 - k);
+    mbarArriveExpectTx(&fullBar[warp][slot], (uint32_t)tiles * 512);
+    for (int i = 0; i < tiles; ++i)
+      bulkCopyG2S(wring + (slot * kBulkChunk + i) * 32, wrow - lane + (size_t)(k + i) * kStep, 512, &fullBar[warp][slot], policy);
   };
   if constexpr (kBulk) {
     if (rowOk) {
@@ -173,9 +177,9 @@ __global__ void __launch_bounds__(kLinThreads, LinCfg<NTB>::kMinBlocks)
   } else {
 #pragma unroll
     for (int i = 0; i < C::kRing; ++i)
-      if (rowOk && kt0 + i < kt1) ring[i] = ldStream(wrow + (size_t)(kt0 + i) * 32);
+      if (rowOk && kt0 + i < kt1) ring[i] = ldStream(wrow + (size_t)(kt0 + i) * kStep);
     if (rowOk)
-      for (int kk = kt0 + C::kRing; kk < min(kt1, kt0 + 3 * C::kRing); ++kk) prefetchL2(wrow + (size_t)kk * 32);
+      for (int kk = kt0 + C::kRing; kk < min(kt1, kt0 + 3 * C::kRing); ++kk) prefetchL2(wrow + (size_t)kk * kStep);
   }
   gridDepWait();
   gridDepLaunch();
@@ -273,7 +277,7 @@ __global__ void __launch_bounds__(kLinThreads, LinCfg<NTB>::kMinBlocks)
           const int kk = kb + i;
           if (kk < r1) {
             const uint4 av = ring[i];
-            if (kk + C::kRing < kt1) ring[i] = ldStream(wrow + (size_t)(kk + C::kRing) * 32);
+            if (kk + C::kRing < kt1) ring[i] = ldStream(wrow + (size_t)(kk + C::kRing) * kStep);
             const uint32_t A[4] = {av.x, av.y, av.z, av.w};
             kTileMma<H, NTB>(acc, A, sb + (kk - r0) * NTB * 32 + lane, ntiles);
           }

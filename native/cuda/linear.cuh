@@ -25,10 +25,12 @@
 #include <cstdint>
 
 #include "epilogue.cuh"
+#include "layout.cuh"
 
 namespace casspec::cuda {
 
 constexpr int kLinWarps = 8;   // row tiles per block
+static_assert(kLinWarps == kRowGroup, "a block streams one interleaved row group (layout.cuh)");
 constexpr int kLinThreads = kLinWarps * 32;
 
 enum class BSource : int { Packed = 0, Norm = 1 };

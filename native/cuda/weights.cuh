@@ -8,6 +8,7 @@
 
 #include "../engine/config.h"
 #include "buffer.cuh"
+#include "layout.cuh"
 
 namespace casspec::cuda {
 
@@ -21,7 +22,9 @@ struct TiledMatrix {
     K = cols;
     MT = (rows + 15) / 16;
     KT = (cols + kTileK - 1) / kTileK;
-    buf.allocate((size_t)MT * KT * 512, what);
+    // 16-bit matrices store whole row groups (layout.cuh); the padding tiles stay zero.
+    const int mtAlloc = kTileK == 16 ? (MT + kRowGroup - 1) / kRowGroup * kRowGroup : MT;
+    buf.allocate((size_t)mtAlloc * KT * 512, what);
   }
 };
 

@@ -731,11 +731,12 @@ struct DevMem {  // minimal owning device allocation for the kernel-level test
 static void linearShapeBitwise(const std::string& label, int M, int K, bool bf16) {
   const int MT = (M + 15) / 16, KT = (K + 15) / 16, S = cuda::chooseSplits(MT, KT);
   const int maxTok = 32;
-  DevMem w((size_t)MT * KT * 512), bp((size_t)(maxTok / 8) * KT * 512), x((size_t)maxTok * K * 4), nw((size_t)K * 4);
+  const int MTa = (MT + 7) / 8 * 8;  // whole row groups (layout.cuh)
+  DevMem w((size_t)MTa * KT * 512), bp((size_t)(maxTok / 8) * KT * 512), x((size_t)maxTok * K * 4), nw((size_t)K * 4);
   DevMem out((size_t)maxTok * M * 4), ws(cuda::linearWorkspaceBytes(MT, S, maxTok)),
       cnt((size_t)cuda::linearCounters(MT, maxTok / 8) * 4);
   const uint32_t seed = (uint32_t)(M * 31 + K);
-  fillRandomHalf<<<1024, 256>>>(w.as<uint16_t>(), (size_t)MT * KT * 256, seed, bf16, 0.05f);
+  fillRandomHalf<<<1024, 256>>>(w.as<uint16_t>(), (size_t)MTa * KT * 256, seed, bf16, 0.05f);
   fillRandomHalf<<<256, 256>>>(bp.as<uint16_t>(), (size_t)(maxTok / 8) * KT * 256, seed + 1, bf16, 1.0f);
   fillRandomFloat<<<256, 256>>>(x.as<float>(), (size_t)maxTok * K, seed + 2, -2.f, 2.f);
   fillRandomFloat<<<64, 256>>>(nw.as<float>(), (size_t)K, seed + 3, 0.5f, 1.5f);
