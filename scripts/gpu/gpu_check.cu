@@ -15,6 +15,7 @@
 //          whole forwards), the batch-invariance checks under the bulk kernel, and a short table of
 //          7B fp16 forward times (ctx 512, n = 1/8/32) per implementation against the bandwidth
 //          floor. (--check and --bench include these parts too.)
+// --read:  only the read-bandwidth ceilings (read_bw.cu) next to the copy bandwidth.
 // --ncu:   for Nsight Compute (`ncu --profile-from-start off`): one 7B fp16 forward at cache 512 for
 //          n = 1 and a random tree of n = 32, graphs replayed, inside cudaProfilerStart/Stop.
 #include <cuda_bf16.h>
@@ -647,6 +648,7 @@ static double copyBandwidth() {
 
 double gemmPeak(double* relErrOut);  // gemm_peak.cu
 double mmaPeak();                    // gemm_peak.cu
+std::vector<std::string> readBandwidths();  // read_bw.cu
 
 // A fresh model built with an environment override (read by the backend constructor), timed at
 // ctx 512 for the given batch sizes.
@@ -959,6 +961,11 @@ int main(int argc, char** argv) {
     if (a == "--quick") quick = doCheck = true;  // tiny shape only (for compute-sanitizer)
     if (a == "--linear") doLinear = true;        // bulk vs register matrix kernel: checks + short bench
     if (a == "--ncu") doNcu = true;
+    if (a == "--read") {  // read-only bandwidth ceilings only (read_bw.cu)
+      std::printf("device-to-device copy: %.0f GB/s (read + written)\n", copyBandwidth() / 1e9);
+      for (const std::string& l : readBandwidths()) std::printf("%s\n", l.c_str());
+      return 0;
+    }
     if (a == "--models" && i + 1 < argc) models = argv[++i];
     if (a == "--out" && i + 1 < argc) outDir = argv[++i];
   }
@@ -1104,6 +1111,7 @@ int main(int argc, char** argv) {
       LOG(" device-to-device copy: %.0f GB/s (read + written); bf16 mma.sync from registers: %.0f TFLOP/s; "
           "bf16 mma.sync GEMM 8192^3: %.0f TFLOP/s (rel err %.1e)\n",
           bw / 1e9, peak / 1e12, gemm / 1e12, gemmErr);
+      for (const std::string& l : readBandwidths()) LOG(" %s\n", l.c_str());
       struct Row {
         std::string model;
         int ctx, n;
