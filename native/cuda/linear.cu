@@ -82,8 +82,8 @@ template <int NTB> struct LinCfg {
 };
 
 // The bulk variant (kBulk): weights stream through a shared-memory ring per warp instead of the
-// register ring. Ring slot = kBulkChunk k-tiles of the warp's row tile (1 KB, contiguous in the
-// packed layout, so one bulk copy). Its shared memory:
+// register ring. Ring slot = kBulkChunk k-tiles of the warp's row tile (1 KB), one bulk copy per
+// k-tile (the row tiles of a block are interleaved per k-tile, layout.cuh). Its shared memory:
 //   [B stage buffers: 2 (packed B, prefetched) or 1 (fused norm: built in place each round)]
 //   [64 floats of 1/rms][ring: kLinWarps x stages x kBulkChunkBytes]
 // kBulkBudget keeps 3 blocks per SM resident (3 x (dynamic + ~0.5 KB static + 1 KB reserved) <=
