@@ -13,7 +13,7 @@
 // measured n, extrapolated linearly per token above the largest); a skip plan keeping fraction f of
 // the sub-layers costs fixed + (T(n) - fixed) * f; "hop" is added per forward call (the N-API and
 // thread hand-over), "commit" per commit. Default: pycode-small on the H200, 2026-11-30: cas-spec's
-// verification time per step against its mean tree size (bench/gpu-2026-11-30-h200-ablation-120-b.json),
+// verification time per step against its mean tree size (bench/raw/gpu-2026-11-30-h200-ablation-120-b.json.gz),
 // less about 0.17 ms of host time; trees cost more than the chains `bench --kernels` times.
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
