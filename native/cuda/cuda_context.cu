@@ -101,10 +101,8 @@ void CudaContext::enqueue(int maxTokens, const uint8_t* skip, int quant, bool wi
   const int ntb = ntbFor(maxTokens);
   const int groups = (maxTokens + ntb * 8 - 1) / (ntb * 8);
   // Small batches normalise inside the matrix kernel (one launch less per sub-layer); larger
-  // ones run the norm once into a packed buffer, because every block of the fused kernel computes
-  // its tokens' 1/rms over the whole row: up to 32 tokens when rows are short (hidden <= 1024),
-  // up to 16 otherwise. Same warpRstd and packNormSlot: same bits either way.
-  const bool fusedNorm = ntb <= 2 || (ntb <= 4 && c.hidden <= 1024);
+  // ones run the norm once into a packed buffer. Same warpRstd and packNormSlot: same bits.
+  const bool fusedNorm = ntb <= 2;
   const int H = c.hidden, hKT = tilesOf(H);
   const size_t layerElems = (size_t)capacity_ * c.kvDim();
   const int kvBytes = be_.kvElemBytes();
