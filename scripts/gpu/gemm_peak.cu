@@ -14,18 +14,12 @@
 #include <cstdlib>
 #include <vector>
 
+#include "bench_util.cuh"
+
 namespace {
 
 constexpr int BM = 128, BN = 128, BK = 64, STAGES = 3, LDS = BK + 8;  // padded rows: conflict-free ldmatrix
 
-#define CKG(x)                                                                                   \
-  do {                                                                                           \
-    cudaError_t e_ = (x);                                                                        \
-    if (e_ != cudaSuccess) {                                                                     \
-      std::fprintf(stderr, "%s failed: %s (%s:%d)\n", #x, cudaGetErrorString(e_), __FILE__, __LINE__); \
-      std::exit(2);                                                                              \
-    }                                                                                            \
-  } while (0)
 
 __device__ __forceinline__ void cpAsync(void* s, const void* g) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"((unsigned)__cvta_generic_to_shared(s)), "l"(g));
@@ -118,40 +112,17 @@ __global__ void __launch_bounds__(256) mmaThroughputKernel(float* out, uint32_t 
   if (sum == 1234.5f) out[blockIdx.x] = sum;  // keeps the work alive; never true for these inputs
 }
 
-// Median time (ms) of 10 launches after 3 warm-ups; launch(i) enqueues one run.
-template <class F>
-double medianMs(F launch) {
-  cudaEvent_t e0, e1;
-  CKG(cudaEventCreate(&e0));
-  CKG(cudaEventCreate(&e1));
-  std::vector<double> ms;
-  for (int i = 0; i < 13; ++i) {
-    CKG(cudaEventRecord(e0));
-    launch(i);
-    CKG(cudaEventRecord(e1));
-    CKG(cudaEventSynchronize(e1));
-    CKG(cudaGetLastError());
-    float t;
-    CKG(cudaEventElapsedTime(&t, e0, e1));
-    if (i >= 3) ms.push_back(t);
-  }
-  CKG(cudaEventDestroy(e0));
-  CKG(cudaEventDestroy(e1));
-  std::sort(ms.begin(), ms.end());
-  return ms[ms.size() / 2];
-}
-
 }  // namespace
 
 // FLOP/s of bf16 mma.sync.m16n8k16 issued back to back from registers by every SM (median of 10).
 double mmaPeak() {
   int sms = 0;
-  CKG(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+  CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
   float* out;
-  CKG(cudaMalloc(&out, (size_t)sms * 8 * 4));
+  CK(cudaMalloc(&out, (size_t)sms * 8 * 4));
   const int blocks = sms * 8;  // 8 blocks of 8 warps per SM
   const double med = medianMs([&](int i) { mmaThroughputKernel<<<blocks, 256>>>(out, 7u + i); });
-  CKG(cudaFree(out));
+  CK(cudaFree(out));
   const double flops = 2.0 * 16 * 8 * 16 * (double)kChains * kIters * blocks * 8;
   return flops / (med * 1e-3);
 }
@@ -162,22 +133,22 @@ double gemmPeak(double* relErr) {
   const int M = 8192, N = 8192, K = 8192;
   __nv_bfloat16 *A, *B;
   float* C;
-  CKG(cudaMalloc(&A, (size_t)M * K * 2));
-  CKG(cudaMalloc(&B, (size_t)N * K * 2));
-  CKG(cudaMalloc(&C, (size_t)M * N * 4));
+  CK(cudaMalloc(&A, (size_t)M * K * 2));
+  CK(cudaMalloc(&B, (size_t)N * K * 2));
+  CK(cudaMalloc(&C, (size_t)M * N * 4));
   randomFill<<<4096, 256>>>(A, (size_t)M * K, 1);
   randomFill<<<4096, 256>>>(B, (size_t)N * K, 2);
-  CKG(cudaGetLastError());
+  CK(cudaGetLastError());
   const int smem = STAGES * (BM + BN) * LDS * 2;
-  CKG(cudaFuncSetAttribute(gemmKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+  CK(cudaFuncSetAttribute(gemmKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
   const double med = medianMs([&](int) { gemmKernel<<<dim3(N / BN, M / BM), 256, smem>>>(A, B, C, M, N, K); });
   // Spot check.
   std::vector<__nv_bfloat16> ha((size_t)K), hb((size_t)K);
   double worst = 0;
   for (int s = 0; s < 8; ++s) {
     const int r = (s * 1237) % M, c = (s * 3571 + 11) % N;
-    CKG(cudaMemcpy(ha.data(), A + (size_t)r * K, (size_t)K * 2, cudaMemcpyDeviceToHost));
-    CKG(cudaMemcpy(hb.data(), B + (size_t)c * K, (size_t)K * 2, cudaMemcpyDeviceToHost));
+    CK(cudaMemcpy(ha.data(), A + (size_t)r * K, (size_t)K * 2, cudaMemcpyDeviceToHost));
+    CK(cudaMemcpy(hb.data(), B + (size_t)c * K, (size_t)K * 2, cudaMemcpyDeviceToHost));
     double ref = 0, mag = 0;
     for (int k = 0; k < K; ++k) {
       const double p = (double)__bfloat162float(ha[k]) * (double)__bfloat162float(hb[k]);
@@ -185,12 +156,12 @@ double gemmPeak(double* relErr) {
       mag += std::fabs(p);
     }
     float got;
-    CKG(cudaMemcpy(&got, C + (size_t)r * N + c, 4, cudaMemcpyDeviceToHost));
+    CK(cudaMemcpy(&got, C + (size_t)r * N + c, 4, cudaMemcpyDeviceToHost));
     worst = std::max(worst, std::fabs(got - ref) / std::max(mag, 1e-30));
   }
   *relErr = worst;
-  CKG(cudaFree(A));
-  CKG(cudaFree(B));
-  CKG(cudaFree(C));
+  CK(cudaFree(A));
+  CK(cudaFree(B));
+  CK(cudaFree(C));
   return 2.0 * M * N * K / (med * 1e-3);
 }

@@ -47,6 +47,7 @@
 #include "../../native/engine/dummy.h"
 #include "../../native/engine/errors.h"
 #include "../../native/engine/model.h"
+#include "bench_util.cuh"
 
 using namespace casspec;
 
@@ -612,38 +613,18 @@ static std::string profileRun(cuda::CudaContext& ctx, const Batch& b, const std:
   return out;
 }
 
-#define CK(x)                                                                              \
-  do {                                                                                     \
-    cudaError_t e_ = (x);                                                                  \
-    if (e_ != cudaSuccess) {                                                               \
-      std::fprintf(stderr, "%s failed: %s (%s:%d)\n", #x, cudaGetErrorString(e_), __FILE__, __LINE__); \
-      std::exit(2);                                                                        \
-    }                                                                                      \
-  } while (0)
 
-// Device-to-device copy bandwidth (bytes read + written) on 2 GiB, median of 20.
+// Device-to-device copy bandwidth (bytes read + written) on 2 GiB.
 static double copyBandwidth() {
   const size_t bytes = (size_t)2 << 30;
   void *a, *b;
   CK(cudaMalloc(&a, bytes));
   CK(cudaMalloc(&b, bytes));
   CK(cudaMemset(a, 1, bytes));
-  cudaEvent_t e0, e1;
-  CK(cudaEventCreate(&e0));
-  CK(cudaEventCreate(&e1));
-  std::vector<double> t;
-  for (int i = 0; i < 23; ++i) {
-    CK(cudaEventRecord(e0));
-    CK(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice));
-    CK(cudaEventRecord(e1));
-    CK(cudaEventSynchronize(e1));
-    float ms;
-    CK(cudaEventElapsedTime(&ms, e0, e1));
-    if (i >= 3) t.push_back(ms);
-  }
+  const double ms = medianMs([&](int) { CK(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice)); });
   CK(cudaFree(a));
   CK(cudaFree(b));
-  return 2.0 * bytes / (median(t) * 1e-3);
+  return 2.0 * bytes / (ms * 1e-3);
 }
 
 double gemmPeak(double* relErrOut);  // gemm_peak.cu
