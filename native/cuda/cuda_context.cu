@@ -325,9 +325,9 @@ cudaGraphExec_t CudaContext::graphFor(int bucket, const uint8_t* skip, int quant
 int CudaContext::listTail(const Batch& b, const Piece& p, int stagedKeys, int maxRows, int32_t* ancTail, int32_t* slots) {
   const int start = attnTailStart(stagedKeys);
   const int a0 = b.ancOffsets[p.s0];
+  if (maxRows <= 0 || b.committed - start > maxRows) return 0;  // `slots` has room for maxRows
   int rows = 0;
   for (int j = start; j < b.committed; ++j) slots[rows++] = j;
-  if (rows > maxRows) return 0;
   if ((int)tailRowOf_.size() < capacity_) tailRowOf_.assign(capacity_, -1);
   bool fits = true;
   for (int t = p.s0; t < p.s1 && fits; ++t) {
