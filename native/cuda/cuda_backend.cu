@@ -33,6 +33,7 @@ Tuning Tuning::fromEnv() {
   t.pdl = flag("CASSPEC_CUDA_PDL", true);
   t.graphs = flag("CASSPEC_CUDA_GRAPHS", true);
   t.attnTail = flag("CASSPEC_CUDA_ATTN_TAIL", true);
+  if (const char* v = std::getenv("CASSPEC_CUDA_FUSED_NORM")) t.fusedNormMax = std::max(0, std::atoi(v));
   if (const char* v = std::getenv("CASSPEC_CUDA_SPLIT_TARGET")) t.splitTarget = std::max(1, std::atoi(v));
   if (const char* v = std::getenv("CASSPEC_CUDA_KV")) t.kv = std::strcmp(v, "f32") == 0 ? 1 : std::strcmp(v, "half") == 0 ? 2 : 0;
   return t;

@@ -1181,9 +1181,10 @@ int main(int argc, char** argv) {
         for (const char* target : {"264", "528", "792"})
           extra.push_back(tag + variant(cfg, wdt, "CASSPEC_CUDA_SPLIT_TARGET", target, {1, 32}));
         if (!big) extra.push_back(tag + variant(cfg, wdt, "CASSPEC_CUDA_KV", "half", {1, 32}));
+        for (const char* v : {"0", "16"}) extra.push_back(tag + variant(cfg, wdt, "CASSPEC_CUDA_FUSED_NORM", v, {1, 8, 16}));
         extra.push_back(tag + variant(cfg, wdt, "CASSPEC_CUDA_ATTN_TAIL", "0", {8, 32, 64}));
         extra.push_back(tag + variant(cfg, wdt, "CASSPEC_CUDA_ATTN_TAIL", "1", {8, 32, 64}));
-        for (size_t i = extra.size() - (big ? 6 : 8); i < extra.size(); ++i) LOG("  %s\n", extra[i].c_str());
+        for (size_t i = extra.size() - (big ? 8 : 10); i < extra.size(); ++i) LOG("  %s\n", extra[i].c_str());
       }
       LOG("\n| model | ctx | n | device ms | host ms | floor ms | floor/device | vs n=1 |\n|---|---|---|---|---|---|---|---|\n");
       for (const Row& r : rows) {
