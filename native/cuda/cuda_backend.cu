@@ -35,6 +35,7 @@ Tuning Tuning::fromEnv() {
   t.attnTail = flag("CASSPEC_CUDA_ATTN_TAIL", true);
   if (const char* v = std::getenv("CASSPEC_CUDA_FUSED_NORM")) t.fusedNormMax = std::max(0, std::atoi(v));
   if (const char* v = std::getenv("CASSPEC_CUDA_SPLIT_TARGET")) t.splitTarget = std::max(1, std::atoi(v));
+  if (const char* v = std::getenv("CASSPEC_CUDA_SPLIT_MIN_TILES")) t.splitMinTiles = std::max(1, std::atoi(v));
   if (const char* v = std::getenv("CASSPEC_CUDA_KV")) t.kv = std::strcmp(v, "f32") == 0 ? 1 : std::strcmp(v, "half") == 0 ? 2 : 0;
   return t;
 }
@@ -96,11 +97,11 @@ CudaBackend::CudaBackend(const ModelConfig& c, const BackendOptions& o) : c_(c) 
   CUDA_CHECK(cudaStreamSynchronize(stream_));
 
   const LayerWeights& l0 = layers_[0];
-  splitsQkv = chooseSplits(l0.qkv.MT, l0.qkv.KT, tune_.splitTarget);
-  splitsO = chooseSplits(l0.o.MT, l0.o.KT, tune_.splitTarget);
-  splitsGateUp = chooseSplits(l0.gateUp.MT, l0.gateUp.KT, tune_.splitTarget);
-  splitsDown = chooseSplits(l0.down.MT, l0.down.KT, tune_.splitTarget);
-  splitsLm = chooseSplits(lmHead().MT, lmHead().KT, tune_.splitTarget);
+  splitsQkv = chooseSplits(l0.qkv.MT, l0.qkv.KT, tune_.splitTarget, tune_.splitMinTiles);
+  splitsO = chooseSplits(l0.o.MT, l0.o.KT, tune_.splitTarget, tune_.splitMinTiles);
+  splitsGateUp = chooseSplits(l0.gateUp.MT, l0.gateUp.KT, tune_.splitTarget, tune_.splitMinTiles);
+  splitsDown = chooseSplits(l0.down.MT, l0.down.KT, tune_.splitTarget, tune_.splitMinTiles);
+  splitsLm = chooseSplits(lmHead().MT, lmHead().KT, tune_.splitTarget, tune_.splitMinTiles);
   allocateScratch();
   if (quant8_) allocateQuantScratch();
   attentionPrepare(c.headDim, kvF32_, bf16_);

@@ -21,6 +21,7 @@ struct Tuning {
   bool graphs = true;  // CASSPEC_CUDA_GRAPHS=0: launch kernels directly every forward
   int kv = 0;          // CASSPEC_CUDA_KV=f32|half: force the KV cache type (0 = by model size)
   int splitTarget = 396;  // CASSPEC_CUDA_SPLIT_TARGET: resident blocks per wave (chooseSplits)
+  int splitMinTiles = 4;  // CASSPEC_CUDA_SPLIT_MIN_TILES: fewest k-tiles per split (chooseSplits)
   bool attnTail = true;   // CASSPEC_CUDA_ATTN_TAIL=0: tree tails read K/V from global memory (same bits)
   int fusedNormMax = -1;  // CASSPEC_CUDA_FUSED_NORM=<tokens>: fuse RMSNorm up to this batch size (same bits)
   static Tuning fromEnv();

@@ -66,14 +66,14 @@ struct LinArgs {
 // S is the largest count (<= 16, >= 4 k-tiles per split) that keeps rowBlocks * S within one wave
 // of kWaveBlocks resident blocks (3 per SM x 132 SMs: the decode configuration). It is a pure
 // function of the shape (a constant, not the device's SM count), because S is part of the
-// numerics: changing it changes the bits. CASSPEC_CUDA_SPLIT_TARGET overrides kWaveBlocks, for
-// experiments only (globally).
+// numerics: changing it changes the bits. CASSPEC_CUDA_SPLIT_TARGET overrides kWaveBlocks and
+// CASSPEC_CUDA_SPLIT_MIN_TILES the 4 k-tiles, for experiments only (globally).
 constexpr int kWaveBlocks = 396;
-inline int chooseSplits(int MT, int KT, int waveBlocks = kWaveBlocks) {
+inline int chooseSplits(int MT, int KT, int waveBlocks = kWaveBlocks, int minTiles = 4) {
   const int rowBlocks = (MT + kLinWarps - 1) / kLinWarps;
   int s = waveBlocks / rowBlocks;
   s = s < 1 ? 1 : s > 16 ? 16 : s;
-  const int maxByK = KT / 4 < 1 ? 1 : KT / 4;
+  const int maxByK = KT / minTiles < 1 ? 1 : KT / minTiles;
   return s < maxByK ? s : maxByK;
 }
 
