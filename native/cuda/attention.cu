@@ -366,7 +366,7 @@ __device__ void attendRowsWide(const AttnArgs& a, const KeyView kv, const Src& s
           if (tB == tt) t4[2] = u[2], t4[3] = u[3];
         }
       }
-  #pragma unroll
+#pragma unroll
       for (int i = 0; i < 8; ++i)
         if (i == kb) s[i][0] = t4[0], s[i][1] = t4[1], s[i][2] = t4[2], s[i][3] = t4[3];
     }
