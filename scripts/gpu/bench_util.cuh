@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <string>
 #include <vector>
 
 #define CK(x)                                                                                    \
@@ -39,3 +40,10 @@ double medianMs(F launch) {
   std::sort(ms.begin(), ms.end());
   return ms[ms.size() / 2];
 }
+
+// A weight matrix (M rows x K columns) whose decode kernel read_bw.cu mimics.
+struct ReadShape {
+  std::string name;
+  int M, K;
+};
+std::vector<std::string> readBandwidths(const std::vector<ReadShape>& shapes);  // read_bw.cu

@@ -629,7 +629,15 @@ static double copyBandwidth() {
 
 double gemmPeak(double* relErrOut);  // gemm_peak.cu
 double mmaPeak();                    // gemm_peak.cu
-std::vector<std::string> readBandwidths();  // read_bw.cu
+// The 7B shape's decode matrices, for read_bw.cu's launch-shape ceilings.
+static std::vector<ReadShape> readShapes7b() {
+  const ModelConfig c = llama7bConfig();
+  return {{"7B o", c.hidden, c.qDim()},
+          {"7B qkv", c.qDim() + 2 * c.kvDim(), c.hidden},
+          {"7B down", c.hidden, c.ffn},
+          {"7B gate/up", 2 * c.ffn, c.hidden},
+          {"7B lm head", c.vocab, c.hidden}};
+}
 
 // A fresh model built with an environment override (read by the backend constructor), timed at
 // ctx 512 for the given batch sizes.
@@ -944,7 +952,7 @@ int main(int argc, char** argv) {
     if (a == "--ncu") doNcu = true;
     if (a == "--read") {  // read-only bandwidth ceilings only (read_bw.cu)
       std::printf("device-to-device copy: %.0f GB/s (read + written)\n", copyBandwidth() / 1e9);
-      for (const std::string& l : readBandwidths()) std::printf("%s\n", l.c_str());
+      for (const std::string& l : readBandwidths(readShapes7b())) std::printf("%s\n", l.c_str());
       return 0;
     }
     if (a == "--models" && i + 1 < argc) models = argv[++i];
@@ -1092,7 +1100,7 @@ int main(int argc, char** argv) {
       LOG(" device-to-device copy: %.0f GB/s (read + written); bf16 mma.sync from registers: %.0f TFLOP/s; "
           "bf16 mma.sync GEMM 8192^3: %.0f TFLOP/s (rel err %.1e)\n",
           bw / 1e9, peak / 1e12, gemm / 1e12, gemmErr);
-      for (const std::string& l : readBandwidths()) LOG(" %s\n", l.c_str());
+      for (const std::string& l : readBandwidths(readShapes7b())) LOG(" %s\n", l.c_str());
       struct Row {
         std::string model;
         int ctx, n;

@@ -3,8 +3,8 @@
 //   streams: each warp walks its own contiguous region 512 bytes per step with a per-lane ring of
 //            RING loads in flight (linear.cu's register ring without its math), optionally with a
 //            block barrier every 32 tiles and two dependent mmas per tile;
-//   shapes:  the same streams in the launch shapes of the 7B decode matrix kernels, one kernel each:
-//            the ceiling of one matrix kernel, ramp and tail included.
+//   shapes:  the same streams in the launch shapes of a model's decode matrix kernels, one kernel
+//            each: the ceiling of one matrix kernel, ramp and tail included.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "../../native/cuda/linear.cuh"
 #include "../../native/cuda/mma.cuh"
 #include "bench_util.cuh"
 
@@ -68,8 +69,9 @@ __global__ void streamKernel(const uint4* base, int tilesPerWarp, uint32_t* sink
 
 }  // namespace
 
-// One line per variant: GB/s read.
-std::vector<std::string> readBandwidths() {
+// One line per variant: GB/s read. `shapes`: the decode matrix kernels to mimic (their blocks and
+// k-tiles per warp follow from chooseSplits, as in the backend).
+std::vector<std::string> readBandwidths(const std::vector<ReadShape>& shapes) {
   int sms = 0;
   CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
   const size_t bytes = (size_t)2 << 30;
@@ -100,18 +102,15 @@ std::vector<std::string> readBandwidths() {
   streams(", barrier every 32 tiles", streamKernel<8, 32, false>, 8, 24);
   streams(", 2 dependent mmas per tile", streamKernel<8, 0, true>, 8, 24);
   streams(", both", streamKernel<8, 32, true>, 8, 24);
-  // The 7B decode matrix kernels' launch shapes (blocks of 8 warps, k-tiles per warp), reading the
-  // same bytes as the kernel's weights with no math: the cost of one short kernel's ramp and tail.
-  struct Shape {
-    const char* name;
-    int blocks, tiles;
-  };
-  for (const Shape& sh : {Shape{"o", 384, 21}, Shape{"qkv", 384, 64}, Shape{"down", 384, 57}, Shape{"gate/up", 344, 128},
-                          Shape{"lm head", 250, 256}}) {
-    const double moved = (double)sh.blocks * 8 * sh.tiles * 512;
-    const double ms = medianMs([&](int) { streamKernel<8, 0, false><<<sh.blocks, 256>>>(buf, sh.tiles, sink); });
-    std::snprintf(line, sizeof line, "read like 7B %s (%d blocks x 8 warps x %d tiles, %.1f MB): %.2f us, %.0f GB/s", sh.name, sh.blocks,
-                  sh.tiles, moved / 1e6, ms * 1e3, moved / ms / 1e6);
+  // The matrix kernels' launch shapes (blocks of 8 warps, k-tiles per warp), reading about the
+  // same bytes as their weights with no math: the cost of one short kernel's ramp and tail.
+  for (const ReadShape& sh : shapes) {
+    const int MT = (sh.M + 15) / 16, KT = (sh.K + 15) / 16, S = casspec::cuda::chooseSplits(MT, KT);
+    const int blocks = (MT + casspec::cuda::kLinWarps - 1) / casspec::cuda::kLinWarps * S, tiles = KT / S;
+    const double moved = (double)blocks * 8 * tiles * 512;
+    const double ms = medianMs([&](int) { streamKernel<8, 0, false><<<blocks, 256>>>(buf, tiles, sink); });
+    std::snprintf(line, sizeof line, "read like %s (%d blocks x 8 warps x %d tiles, %.1f MB): %.2f us, %.0f GB/s", sh.name.c_str(),
+                  blocks, tiles, moved / 1e6, ms * 1e3, moved / ms / 1e6);
     out.push_back(line);
   }
   CK(cudaFree(buf));
