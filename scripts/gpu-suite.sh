@@ -2,7 +2,7 @@
 # The GPU test suite and benchmarks, run ON the GPU machine in one command (it forgets everything
 # between calls). Prepare here first:  scripts/gpu/build.sh && scripts/gpu-pack.sh
 # then call the device tool with carry [".device"] and command:
-#   bash scripts/gpu-suite.sh [checks] [linear] [prefill] [bench] [quant] [peers] [soak]   (default: checks bench)
+#   bash scripts/gpu-suite.sh [checks] [prefill] [bench] [quant] [peers] [soak]   (default: checks bench)
 # Logs and JSON/SVG go to $OUT; the last lines printed are the summary table.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -33,10 +33,6 @@ if want checks; then
   step api-checks node scripts/gpu-checks.mjs
   step doctor node "$cli" doctor
 fi
-if want linear && [ -x "$CASSPEC_APP/gpu_check" ]; then
-  # The two matrix-kernel implementations (register ring, bulk copies): bitwise equality + timings.
-  step linear timeout 240 "$CASSPEC_APP/gpu_check" --linear --out "$out"
-fi
 if want quant; then
   # int8 W8A8 draft forwards vs full precision, n = 1..64 at cache 512.
   step quant-7b node "$cli" bench --kernels --dummy llama-2-7b --backend cuda --kernel-caches 512 --quant 1
@@ -64,5 +60,5 @@ echo
 echo "==================== summary ($(head -1 "$out/device.txt"))"
 for s in "${summary[@]}"; do echo "$s"; done
 [ -f "$out/api-checks.log" ] && grep -E '^(PASS|FAIL)' "$out/api-checks.log" | sed 's/^/  /'
-for f in linear quant-7b quant-small; do [ -f "$out/$f.log" ] && { echo "--- $f"; tail -14 "$out/$f.log"; }; done
+for f in quant-7b quant-small; do [ -f "$out/$f.log" ] && { echo "--- $f"; tail -14 "$out/$f.log"; }; done
 [ -f "$out/bench.log" ] && sed -n '/^category/,$p' "$out/bench.log" | head -40

@@ -879,12 +879,11 @@ __global__ void __launch_bounds__(kAttnWarps * 32, 3) attnKernel(const AttnArgs 
 // per-chunk (m, l) go through shared memory so every load is issued up front (a chunk loop of
 // dependent global loads costs one L2 round trip per chunk).
 template <class H, int D>
-__global__ void combineKernel(const AttnArgs a) {
+__global__ void combineKernel(const AttnArgs a, bool releaseFirst) {
   extern __shared__ float cw[];  // [maxChunks] weights exp(m_c - M), then [maxChunks] l_c
   __shared__ float sM;
   const Params P{a.params};
-  gridDepWait();
-  gridDepLaunch();
+  gridDepSync(releaseFirst);  // its dependent, the o projection, reads only weights before waiting
   const int t = blockIdx.x, h = blockIdx.y, d = threadIdx.x;
   if (t >= P.n()) return;
   const int L = P.committed() + P.ancOffsets()[t + 1] - P.ancOffsets()[t];
@@ -953,13 +952,13 @@ void launchAttnD(const AttnArgs& a, int gridX, bool pdl, cudaStream_t stream) {
 }
 
 template <class H>
-void launchCombineH(const AttnArgs& a, int maxTokens, bool pdl, cudaStream_t stream) {
+void launchCombineH(const AttnArgs& a, int maxTokens, bool pdl, bool releaseFirst, cudaStream_t stream) {
   const dim3 grid(maxTokens, a.heads);
   const size_t smem = (size_t)2 * a.maxChunks * sizeof(float);
   switch (a.headDim) {
-    case 32: return launchKernel(combineKernel<H, 32>, grid, dim3(32), smem, stream, pdl, "combineKernel", a);
-    case 64: return launchKernel(combineKernel<H, 64>, grid, dim3(64), smem, stream, pdl, "combineKernel", a);
-    case 128: return launchKernel(combineKernel<H, 128>, grid, dim3(128), smem, stream, pdl, "combineKernel", a);
+    case 32: return launchKernel(combineKernel<H, 32>, grid, dim3(32), smem, stream, pdl, "combineKernel", a, releaseFirst);
+    case 64: return launchKernel(combineKernel<H, 64>, grid, dim3(64), smem, stream, pdl, "combineKernel", a, releaseFirst);
+    case 128: return launchKernel(combineKernel<H, 128>, grid, dim3(128), smem, stream, pdl, "combineKernel", a, releaseFirst);
     default: fail("E_CONFIG", "cuda backend: unsupported head_dim " + std::to_string(a.headDim));
   }
 }
@@ -980,8 +979,9 @@ void attentionPrepare(int headDim, bool kvF32, bool bf16) {
   launchAttention(a, -1, bf16, false, nullptr);
 }
 
-void launchAttnCombine(const AttnArgs& a, int maxTokens, bool bf16, bool pdl, cudaStream_t stream) {
-  bf16 ? launchCombineH<__nv_bfloat16>(a, maxTokens, pdl, stream) : launchCombineH<__half>(a, maxTokens, pdl, stream);
+void launchAttnCombine(const AttnArgs& a, int maxTokens, bool bf16, bool pdl, bool releaseFirst, cudaStream_t stream) {
+  bf16 ? launchCombineH<__nv_bfloat16>(a, maxTokens, pdl, releaseFirst, stream)
+       : launchCombineH<__half>(a, maxTokens, pdl, releaseFirst, stream);
 }
 
 }  // namespace casspec::cuda

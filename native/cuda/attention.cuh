@@ -62,7 +62,8 @@ struct AttnArgs {
 // gridX: blocks along chunks (each loops over chunks c = blockIdx.x + i * gridX).
 void launchAttention(const AttnArgs& a, int gridX, bool bf16, bool pdl, cudaStream_t stream);
 // Combines chunk partials of tokens whose key list spans more than one chunk; maxTokens: grid size.
-void launchAttnCombine(const AttnArgs& a, int maxTokens, bool bf16, bool pdl, cudaStream_t stream);
+// releaseFirst: release the next kernel before waiting for the attention kernel (gridDepSync).
+void launchAttnCombine(const AttnArgs& a, int maxTokens, bool bf16, bool pdl, bool releaseFirst, cudaStream_t stream);
 bool attentionSupportsHeadDim(int headDim);
 // Once per device before any launch (not during graph capture): shared-memory limits.
 void attentionPrepare(int headDim, bool kvF32, bool bf16);

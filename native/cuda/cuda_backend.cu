@@ -31,6 +31,7 @@ Tuning Tuning::fromEnv() {
     return v ? !(std::strcmp(v, "0") == 0 || std::strcmp(v, "off") == 0 || std::strcmp(v, "false") == 0) : def;
   };
   t.pdl = flag("CASSPEC_CUDA_PDL", true);
+  t.pdlEarly = flag("CASSPEC_CUDA_PDL_EARLY", true);
   t.graphs = flag("CASSPEC_CUDA_GRAPHS", true);
   t.attnTail = flag("CASSPEC_CUDA_ATTN_TAIL", true);
   if (const char* v = std::getenv("CASSPEC_CUDA_FUSED_NORM")) t.fusedNormMax = std::max(0, std::atoi(v));

@@ -94,7 +94,7 @@ float CudaContext::lastDeviceMs() {
 
 void CudaContext::enqueue(int maxTokens, const uint8_t* skip, int quant, bool withHead, int attnGridX) {
   const ModelConfig& c = be_.config();
-  const bool bf16 = be_.bf16(), pdl = be_.tuning().pdl;
+  const bool bf16 = be_.bf16(), pdl = be_.tuning().pdl, early = be_.tuning().pdlEarly;
   cudaStream_t s = stream_;
   CudaBackend::Scratch& sc = be_.scratch();
   const int32_t* P = params_.get<int32_t>();
@@ -143,7 +143,7 @@ void CudaContext::enqueue(int maxTokens, const uint8_t* skip, int quant, bool wi
       a.normW = normW;
       a.eps = c.rmsEps;
     } else {
-      launchNormPack(sc.x.get<float>(), H, normW, c.rmsEps, P, rowsAreOut, sc.xPack.get(), hKT, maxTokens, bf16, pdl, s);
+      launchNormPack(sc.x.get<float>(), H, normW, c.rmsEps, P, rowsAreOut, sc.xPack.get(), hKT, maxTokens, bf16, pdl, early, s);
       mark("rmsnorm (separate)");
       a.bsrc = BSource::Packed;
       a.bPacked = sc.xPack.get();
@@ -229,7 +229,7 @@ void CudaContext::enqueue(int maxTokens, const uint8_t* skip, int quant, bool wi
       at.tailRows = tailRowsFor(maxTokens);
       launchAttention(at, attnGridX, bf16, pdl, s);
       mark("attention");
-      if (maxChunks_ > 1) launchAttnCombine(at, maxTokens, bf16, pdl, s);
+      if (maxChunks_ > 1) launchAttnCombine(at, maxTokens, bf16, pdl, early, s);
       mark("attention combine");
 
       if (q8) {

@@ -28,11 +28,10 @@ __global__ void embedKernel(const uint16_t* __restrict__ e, int KT, int H_, cons
 // kernel's fused prologue), then the block writes the packed slots of every k-tile.
 template <class H>
 __global__ void normPackKernel(const float* __restrict__ x, int H_, const float* __restrict__ w, float eps,
-                               const int32_t* params, bool rowsAreOut, uint4* __restrict__ packed, int KT) {
+                               const int32_t* params, bool rowsAreOut, uint4* __restrict__ packed, int KT, bool releaseFirst) {
   __shared__ float r;
   const Params P{params};
-  gridDepWait();
-  gridDepLaunch();
+  gridDepSync(releaseFirst);  // its dependent, a matrix kernel, reads only weights before waiting
   const int t = blockIdx.x;
   const int count = rowsAreOut ? P.nOut() : P.n();
   if (t >= count) return;
@@ -85,14 +84,14 @@ void launchEmbed(const void* embedPacked, int KT, int H, const int32_t* params, 
 }
 
 void launchNormPack(const float* x, int H, const float* w, float eps, const int32_t* params, bool rowsAreOut, void* packed,
-                    int KT, int maxTokens, bool bf16, bool pdl, cudaStream_t stream) {
+                    int KT, int maxTokens, bool bf16, bool pdl, bool releaseFirst, cudaStream_t stream) {
   auto* p = static_cast<uint4*>(packed);
   if (bf16)
     launchKernel(normPackKernel<__nv_bfloat16>, dim3(maxTokens), dim3(256), 0, stream, pdl, "normPackKernel", x, H, w, eps,
-                 params, rowsAreOut, p, KT);
+                 params, rowsAreOut, p, KT, releaseFirst);
   else
     launchKernel(normPackKernel<__half>, dim3(maxTokens), dim3(256), 0, stream, pdl, "normPackKernel", x, H, w, eps, params,
-                 rowsAreOut, p, KT);
+                 rowsAreOut, p, KT, releaseFirst);
 }
 
 void launchMoveSlots(void* k, void* v, int layers, int64_t layerStride, int rowElems, int elemBytes, const int32_t* srcDst,

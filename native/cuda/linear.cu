@@ -4,7 +4,6 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
-#include "bulk_copy.cuh"
 #include "check.cuh"
 #include "epilogue.cuh"
 #include "launch.cuh"
@@ -13,9 +12,7 @@
 #include "params.cuh"
 #include "rmsnorm.cuh"
 
-#include <algorithm>
-#include <cstdlib>
-#include <cstring>
+#include <string>
 
 namespace casspec::cuda {
 
@@ -81,55 +78,18 @@ template <int NTB> struct LinCfg {
   static constexpr int kMinBlocks = NTB <= 4 ? 3 : 2;
 };
 
-// The bulk variant (kBulk): weights stream through a shared-memory ring per warp instead of the
-// register ring. Ring slot = kBulkChunk k-tiles of the warp's row tile (1 KB), one bulk copy per
-// k-tile (the row tiles of a block are interleaved per k-tile, layout.cuh). Its shared memory:
-//   [B stage buffers: 2 (packed B, prefetched) or 1 (fused norm: built in place each round)]
-//   [64 floats of 1/rms][ring: kLinWarps x stages x kBulkChunkBytes]
-// kBulkBudget keeps 3 blocks per SM resident (3 x (dynamic + ~0.5 KB static + 1 KB reserved) <=
-// 228 KB), which chooseSplits' one-wave sizing needs: 5 slots with packed B, 7 with fused norm,
-// i.e. 10 or 14 k-tiles (5 or 7 KB) in flight per warp, 120 or 168 KB per SM, against the
-// register ring's 4 KB per warp.
-constexpr int kBulkChunk = 2;
-constexpr int kBulkChunkBytes = kBulkChunk * 512;
-constexpr int kBulkMaxStages = 8;
-constexpr int kBulkBudget = 74 * 1024;
-template <int NTB> struct BulkCfg {
-  static_assert(LinCfg<NTB>::kStage % kBulkChunk == 0, "B rounds must start on a chunk boundary");
-  static_assert(LinCfg<NTB>::kPartBytes <= LinCfg<NTB>::kStageBytes, "split partials reuse the first B buffer");
-  static constexpr int bufs(bool packed) { return packed ? 2 : 1; }
-  static constexpr int ringOffset(bool packed) { return bufs(packed) * LinCfg<NTB>::kStageBytes + 64 * 4; }
-  static constexpr int smemBytes(bool packed, int stages) { return ringOffset(packed) + stages * kLinWarps * kBulkChunkBytes; }
-  static constexpr int autoStages(bool packed) {
-    const int s = (kBulkBudget - ringOffset(packed)) / (kLinWarps * kBulkChunkBytes);
-    return s < 1 ? 1 : s > kBulkMaxStages ? kBulkMaxStages : s;
-  }
-};
-
 // Grid: one block per (row group rb of 8 row tiles, split s, token group tg), token group fastest
 // (blocks sharing weights run together). Several blocks per SM stay resident, so one block's
 // prologue (B staging) and epilogue (split combine) overlap the others' weight streams.
-//
-// kBulk selects the weight pipeline (register ring or shared-memory ring filled by bulk copies);
-// everything that decides the numbers (k ranges, the mma sequence per output, the split fold, the
-// epilogue) is the same code for both. `stages`: bulk ring slots per warp (unused otherwise).
-template <class H, int NTB, bool kBulk>
-__global__ void __launch_bounds__(kLinThreads, LinCfg<NTB>::kMinBlocks)
-    linearKernel(const LinArgs a, int tokenGroups, int stages) {
+template <class H, int NTB>
+__global__ void __launch_bounds__(kLinThreads, LinCfg<NTB>::kMinBlocks) linearKernel(const LinArgs a, int tokenGroups) {
   using C = LinCfg<NTB>;
   extern __shared__ __align__(128) uint8_t smem[];
   const bool packed = a.bsrc == BSource::Packed;
   uint4* stage = reinterpret_cast<uint4*>(smem);
   float4* part = reinterpret_cast<float4*>(smem);
-  // Bulk: [B buffers][1/rms][weight ring]; registers: [B buffers][1/rms] (LinCfg::kSmemBytes).
-  int ringOffset = C::kSmemBytes;
-  if constexpr (kBulk) ringOffset = BulkCfg<NTB>::ringOffset(packed);
-  float* rstd = reinterpret_cast<float*>(smem + ringOffset - 64 * 4);
+  float* rstd = reinterpret_cast<float*>(smem + C::kSmemBytes - 64 * 4);
   __shared__ int isLast;
-  // Bulk ring: one "full" barrier per slot (arrival count 1: the issuing lane's expect_tx). No
-  // "empty" barrier: the consumers of a warp's slots are that warp's own lanes, so __syncwarp
-  // after their last read orders the refill.
-  __shared__ __align__(8) uint64_t fullBar[kBulk ? kLinWarps : 1][kBulk ? kBulkMaxStages : 1];
 
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int tg = blockIdx.x % tokenGroups;
@@ -151,36 +111,12 @@ __global__ void __launch_bounds__(kLinThreads, LinCfg<NTB>::kMinBlocks)
   // is at wrow + kk * kStep.
   constexpr int kStep = kLinWarps * 32;
   const uint4* wrow = static_cast<const uint4*>(a.w) + ((size_t)rb * a.KT * kLinWarps + warp) * 32 + lane;
-  constexpr int kRing = kBulk ? 1 : C::kRing;
-  uint4 ring[kRing];
-  // Bulk: chunk c = k-tiles [kt0 + c*kBulkChunk, +kBulkChunk) goes to slot c % stages.
-  uint4* wring = reinterpret_cast<uint4*>(smem + ringOffset) + warp * stages * kBulkChunk * 32;
-  const int nChunks = (kt1 - kt0 + kBulkChunk - 1) / kBulkChunk;
-  uint64_t policy = 0;
-  auto issueChunk = [&](int c, int slot) {  // lane 0 only; slot == c % stages
-    const int k = kt0 + c * kBulkChunk;
-    const int tiles = min(kBulkChunk, kt1 - k);
-    mbarArriveExpectTx(&fullBar[warp][slot], (uint32_t)tiles * 512);
-    for (int i = 0; i < tiles; ++i)
-      bulkCopyG2S(wring + (slot * kBulkChunk + i) * 32, wrow - lane + (size_t)(k + i) * kStep, 512, &fullBar[warp][slot], policy);
-  };
-  if constexpr (kBulk) {
-    if (rowOk) {
-      if (lane == 0) {
-        for (int i = 0; i < stages; ++i) mbarInit(&fullBar[warp][i], 1);
-        mbarInitFence();
-        policy = l2EvictFirst();
-        for (int c = 0; c < min(stages, nChunks); ++c) issueChunk(c, c);
-      }
-      __syncwarp();  // the other lanes wait on the barriers lane 0 initialised
-    }
-  } else {
+  uint4 ring[C::kRing];
 #pragma unroll
-    for (int i = 0; i < C::kRing; ++i)
-      if (rowOk && kt0 + i < kt1) ring[i] = ldStream(wrow + (size_t)(kt0 + i) * kStep);
-    if (rowOk)
-      for (int kk = kt0 + C::kRing; kk < min(kt1, kt0 + 3 * C::kRing); ++kk) prefetchL2(wrow + (size_t)kk * kStep);
-  }
+  for (int i = 0; i < C::kRing; ++i)
+    if (rowOk && kt0 + i < kt1) ring[i] = ldStream(wrow + (size_t)(kt0 + i) * kStep);
+  if (rowOk)
+    for (int kk = kt0 + C::kRing; kk < min(kt1, kt0 + 3 * C::kRing); ++kk) prefetchL2(wrow + (size_t)kk * kStep);
   gridDepWait();
   gridDepLaunch();
 
@@ -223,15 +159,12 @@ __global__ void __launch_bounds__(kLinThreads, LinCfg<NTB>::kMinBlocks)
     }
   };
   constexpr int kBuf = C::kStageBytes / 16;  // buffer b starts at stage + b * kBuf
-  // The bulk variant keeps one B buffer when B is built in place (fused norm: no prefetch).
-  auto bbuf = [&](int b) { return stage + ((kBulk && !packed) ? 0 : b) * kBuf; };
+  auto bbuf = [&](int b) { return stage + b * kBuf; };
   if (packed && kt0 < kt1) {
     stageRound(kt0, stage);
     cpAsyncCommit();
   }
   int cur = 0;
-  int chunk = 0, slot = 0;  // bulk: next chunk to consume, its ring slot (chunk % stages) ...
-  uint32_t phase = 0;       // ... and the parity of that slot's current use ((chunk / stages) & 1)
   for (int r0 = kt0; r0 < kt1; r0 += C::kStage, cur ^= 1) {
     const int r1 = min(kt1, r0 + C::kStage);
     if (packed) {
@@ -248,28 +181,7 @@ __global__ void __launch_bounds__(kLinThreads, LinCfg<NTB>::kMinBlocks)
     }
     __syncthreads();
 
-    if (kBulk && rowOk) {
-      // Chunks start on round boundaries (kStage % kBulkChunk == 0): kb = kt0 + chunk * kBulkChunk.
-      const uint4* sb = bbuf(cur);
-      for (int kb = r0; kb < r1; kb += kBulkChunk) {
-        mbarWait(&fullBar[warp][slot], phase);
-        const uint4* ws = wring + slot * kBulkChunk * 32 + lane;
-#pragma unroll
-        for (int i = 0; i < kBulkChunk; ++i) {
-          const int kk = kb + i;
-          if (kk < r1) {
-            const uint4 av = ws[i * 32];
-            const uint32_t A[4] = {av.x, av.y, av.z, av.w};
-            kTileMma<H, NTB>(acc, A, sb + (kk - r0) * NTB * 32 + lane, ntiles);
-          }
-        }
-        // Every lane's reads of this slot are done (their mmas consumed them): refill it.
-        __syncwarp();
-        if (lane == 0 && chunk + stages < nChunks) issueChunk(chunk + stages, slot);
-        ++chunk;
-        if (++slot == stages) slot = 0, phase ^= 1u;
-      }
-    } else if (rowOk) {
+    if (rowOk) {
       const uint4* sb = stage + cur * kBuf;
       for (int kb = r0; kb < r1; kb += C::kRing) {
 #pragma unroll
@@ -387,120 +299,34 @@ __global__ void __launch_bounds__(kLinThreads, LinCfg<NTB>::kMinBlocks)
   }
 }
 
-// The bulk kernel is instantiated for ntb <= 4 (kBulkNtbMax); wider launches use the register ring.
-constexpr int kBulkNtbMax = 4;
-
-int stagesFor(const LinearImpl& impl, int ntb, bool packed) {
-  const int autoS = ntb == 1   ? BulkCfg<1>::autoStages(packed)
-                    : ntb == 2 ? BulkCfg<2>::autoStages(packed)
-                               : BulkCfg<4>::autoStages(packed);
-  return impl.stages > 0 ? std::min(impl.stages, kBulkMaxStages) : autoS;
-}
-
-template <class H, int NTB, bool kBulk>
-int smemFor(bool packed, int stages) {
-  if constexpr (kBulk)
-    return BulkCfg<NTB>::smemBytes(packed, stages);
-  else
-    return LinCfg<NTB>::kSmemBytes;
-}
-
-template <class H, int NTB, bool kBulk>
-void launchT(const LinArgs& a, int tokenGroups, bool pdl, cudaStream_t stream, int stages) {
+template <class H, int NTB>
+void launchT(const LinArgs& a, int tokenGroups, bool pdl, cudaStream_t stream) {
   const int rowGroups = (a.MT + kLinWarps - 1) / kLinWarps;
-  const dim3 grid(rowGroups * a.S * tokenGroups);
-  const int smem = smemFor<H, NTB, kBulk>(a.bsrc == BSource::Packed, stages);
-  launchKernel(linearKernel<H, NTB, kBulk>, grid, dim3(kLinThreads), smem, stream, pdl,
-               kBulk ? "linearKernel(bulk)" : "linearKernel", a, tokenGroups, stages);
-}
-
-template <class H, int NTB, bool kBulk>
-void prepareT() {
-  const int maxSmem = smemFor<H, NTB, kBulk>(true, kBulkMaxStages);
-  CUDA_CHECK(cudaFuncSetAttribute(linearKernel<H, NTB, kBulk>, cudaFuncAttributeMaxDynamicSharedMemorySize, maxSmem));
-  // Three ~74 KB blocks per SM need the largest shared-memory carveout; ask for it explicitly.
-  if (kBulk)
-    CUDA_CHECK(cudaFuncSetAttribute(linearKernel<H, NTB, kBulk>, cudaFuncAttributePreferredSharedMemoryCarveout,
-                                    cudaSharedmemCarveoutMaxShared));
+  launchKernel(linearKernel<H, NTB>, dim3(rowGroups * a.S * tokenGroups), dim3(kLinThreads), LinCfg<NTB>::kSmemBytes, stream,
+               pdl, "linearKernel", a, tokenGroups);
 }
 
 template <class H>
 void prepareH() {
-  prepareT<H, 1, false>();
-  prepareT<H, 2, false>();
-  prepareT<H, 4, false>();
-  prepareT<H, 8, false>();
-  prepareT<H, 1, true>();
-  prepareT<H, 2, true>();
-  prepareT<H, 4, true>();
+  CUDA_CHECK(cudaFuncSetAttribute(linearKernel<H, 1>, cudaFuncAttributeMaxDynamicSharedMemorySize, LinCfg<1>::kSmemBytes));
+  CUDA_CHECK(cudaFuncSetAttribute(linearKernel<H, 2>, cudaFuncAttributeMaxDynamicSharedMemorySize, LinCfg<2>::kSmemBytes));
+  CUDA_CHECK(cudaFuncSetAttribute(linearKernel<H, 4>, cudaFuncAttributeMaxDynamicSharedMemorySize, LinCfg<4>::kSmemBytes));
+  CUDA_CHECK(cudaFuncSetAttribute(linearKernel<H, 8>, cudaFuncAttributeMaxDynamicSharedMemorySize, LinCfg<8>::kSmemBytes));
 }
 
-template <class H, bool kBulk>
-void launchH(const LinArgs& a, int ntb, int tokenGroups, bool pdl, cudaStream_t stream, int stages) {
+template <class H>
+void launchH(const LinArgs& a, int ntb, int tokenGroups, bool pdl, cudaStream_t stream) {
   switch (ntb) {
-    case 1: return launchT<H, 1, kBulk>(a, tokenGroups, pdl, stream, stages);
-    case 2: return launchT<H, 2, kBulk>(a, tokenGroups, pdl, stream, stages);
-    case 4: return launchT<H, 4, kBulk>(a, tokenGroups, pdl, stream, stages);
-    case 8:
-      if constexpr (!kBulk) return launchT<H, 8, false>(a, tokenGroups, pdl, stream, stages);
-      break;
+    case 1: return launchT<H, 1>(a, tokenGroups, pdl, stream);
+    case 2: return launchT<H, 2>(a, tokenGroups, pdl, stream);
+    case 4: return launchT<H, 4>(a, tokenGroups, pdl, stream);
+    case 8: return launchT<H, 8>(a, tokenGroups, pdl, stream);
   }
   // A launch shape no kernel is instantiated for must fail loudly, never skip the projection.
-  fail("E_INTERNAL", "linear kernel: no " + std::string(kBulk ? "bulk" : "register") + " kernel for " + std::to_string(ntb) + " n-tiles per block");
-}
-
-template <class H, bool kBulk>
-LinearLaunchInfo infoH(int ntb, bool packed, int stages) {
-  LinearLaunchInfo r;
-  r.bulk = kBulk;
-  r.stages = kBulk ? stages : 0;
-  auto occ = [&](auto kernel, int smem) {
-    r.smemBytes = smem;
-    CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&r.blocksPerSm, kernel, kLinThreads, smem));
-  };
-  switch (ntb) {
-    case 1: occ(linearKernel<H, 1, kBulk>, smemFor<H, 1, kBulk>(packed, stages)); break;
-    case 2: occ(linearKernel<H, 2, kBulk>, smemFor<H, 2, kBulk>(packed, stages)); break;
-    case 4: occ(linearKernel<H, 4, kBulk>, smemFor<H, 4, kBulk>(packed, stages)); break;
-    default:
-      if constexpr (!kBulk) occ(linearKernel<H, 8, false>, smemFor<H, 8, false>(packed, stages));
-      break;
-  }
-  return r;
-}
-
-LinearImpl& implRef() {
-  static LinearImpl impl = parseLinearImpl(std::getenv("CASSPEC_CUDA_LINEAR"));
-  return impl;
+  fail("E_INTERNAL", "linear kernel: no kernel for " + std::to_string(ntb) + " n-tiles per block");
 }
 
 }  // namespace
-
-LinearImpl parseLinearImpl(const char* spec) {
-  LinearImpl r;
-  if (!spec) return r;
-  // Exactly "bulk" or "bulk:<slots>"; anything else ("regs", typos) is the default.
-  if (std::strcmp(spec, "bulk") == 0) {
-    r.bulk = true;
-  } else if (std::strncmp(spec, "bulk:", 5) == 0) {
-    char* end = nullptr;
-    const long n = std::strtol(spec + 5, &end, 10);
-    if (end != spec + 5 && *end == '\0') {
-      r.bulk = true;
-      r.stages = (int)std::max(0L, std::min((long)kBulkMaxStages, n));
-    }
-  }
-  return r;
-}
-LinearImpl linearImpl() { return implRef(); }
-void setLinearImpl(const LinearImpl& impl) { implRef() = impl; }
-
-LinearLaunchInfo linearLaunchInfo(int ntb, bool bf16, bool packedB, const LinearImpl& impl) {
-  const bool bulk = impl.bulk && ntb <= kBulkNtbMax;
-  const int stages = bulk ? stagesFor(impl, ntb, packedB) : 0;
-  if (bulk) return bf16 ? infoH<__nv_bfloat16, true>(ntb, packedB, stages) : infoH<__half, true>(ntb, packedB, stages);
-  return bf16 ? infoH<__nv_bfloat16, false>(ntb, packedB, 0) : infoH<__half, false>(ntb, packedB, 0);
-}
 
 void linearPrepare() {
   prepareH<__nv_bfloat16>();
@@ -508,14 +334,7 @@ void linearPrepare() {
 }
 
 void launchLinear(const LinArgs& a, int ntb, int tokenGroups, bool bf16, bool pdl, cudaStream_t stream) {
-  const LinearImpl& impl = implRef();
-  if (impl.bulk && ntb <= kBulkNtbMax) {
-    const int stages = stagesFor(impl, ntb, a.bsrc == BSource::Packed);
-    return bf16 ? launchH<__nv_bfloat16, true>(a, ntb, tokenGroups, pdl, stream, stages)
-                : launchH<__half, true>(a, ntb, tokenGroups, pdl, stream, stages);
-  }
-  return bf16 ? launchH<__nv_bfloat16, false>(a, ntb, tokenGroups, pdl, stream, 0)
-              : launchH<__half, false>(a, ntb, tokenGroups, pdl, stream, 0);
+  bf16 ? launchH<__nv_bfloat16>(a, ntb, tokenGroups, pdl, stream) : launchH<__half>(a, ntb, tokenGroups, pdl, stream);
 }
 
 }  // namespace casspec::cuda

@@ -3,8 +3,9 @@
 // Launch shape. One block per (row group rb of 8 weight row tiles, K split s, token group tg).
 // A block is 8 warps; warp w owns row tile 8rb + w (16 output rows) and walks the k-tiles of
 // split s, streaming 512 contiguous bytes of packed weights per step through a register ring
-// (loads issued 8 tiles ahead; the first ones before the PDL wait), or, with LinearImpl::bulk,
-// through a shared-memory ring of bulk copies (see LinearImpl below). The B operand (tokens) of
+// (loads issued 4-8 tiles ahead; the first ones before the PDL wait). (A shared-memory ring
+// filled by cp.async.bulk copies was measured 3-4% slower at n = 1 and 21% at n = 32 once the
+// row tiles were interleaved, and removed; RESULTS-cuda.md.) The B operand (tokens) of
 // the block's k range is staged in shared memory (double-buffered rounds) and shared by the 8
 // warps. A block covers NTB n-tiles of 8 tokens (1 for n <= 8, ... 8 for n = 64 and prefill,
 // where further token groups are further blocks). Several blocks stay resident per SM, so one
@@ -82,31 +83,6 @@ inline int chooseSplits(int MT, int KT, int waveBlocks = kWaveBlocks, int minTil
 void launchLinear(const LinArgs& a, int ntb, int tokenGroups, bool bf16, bool pdl, cudaStream_t stream);
 // Once per device before any launch (not during graph capture): shared-memory limits.
 void linearPrepare();
-
-// How the weights reach the tensor cores. Both implementations run the same blocks, K splits,
-// per-output accumulation order, split combine and epilogues, so their outputs are bitwise equal;
-// only the memory pipeline differs:
-//   registers (default): each lane streams its 16-byte slice of the warp's row tile through a
-//     register ring (loads issued 8 tiles ahead).
-//   bulk: each warp's row tile streams through a shared-memory ring of `stages` slots of
-//     kBulkChunk k-tiles, filled by bulk asynchronous copies (cp.async.bulk + one mbarrier per
-//     slot) that the warp's lane 0 issues; used for launches of ntb <= 4 (up to 32 tokens, the
-//     bandwidth-bound decode/verify case), larger ones keep the register kernel.
-// Process-wide; initialised from CASSPEC_CUDA_LINEAR = regs | bulk | bulk:<stages> (experiments:
-// it is read when a launch is enqueued, so a CUDA graph keeps the choice made at its capture).
-struct LinearImpl {
-  bool bulk = false;
-  int stages = 0;  // bulk ring slots per warp; 0 = as many as keep 3 blocks per SM (5 or 7)
-};
-LinearImpl linearImpl();
-void setLinearImpl(const LinearImpl& impl);
-LinearImpl parseLinearImpl(const char* spec);  // "regs", "bulk", "bulk:5"; nullptr or unknown -> default
-// Diagnostics: resident blocks per SM and the bulk ring slots a launch of this kind would use.
-struct LinearLaunchInfo {
-  bool bulk = false;
-  int stages = 0, smemBytes = 0, blocksPerSm = 0;
-};
-LinearLaunchInfo linearLaunchInfo(int ntb, bool bf16, bool packedB, const LinearImpl& impl);
 
 // Bytes of split-K workspace and counters a launch needs.
 inline size_t linearWorkspaceBytes(int MT, int S, int tokens) {

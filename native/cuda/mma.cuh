@@ -65,6 +65,16 @@ __device__ __forceinline__ void mma16816<__half>(float (&c)[4], const uint32_t (
 // was launched without the attribute.
 __device__ __forceinline__ void gridDepWait() { asm volatile("griddepcontrol.wait;\n" ::: "memory"); }
 __device__ __forceinline__ void gridDepLaunch() { asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory"); }
+// Wait, then release the next kernel; or, with `releaseFirst`, release it before waiting. The early
+// release lets the next kernel's blocks take SMs (and prefetch their weights) while this kernel's
+// own predecessor still drains. Only for kernels whose dependents read nothing but constant data
+// (weights, the parameter block) before their own wait, and that themselves release after waiting,
+// so a chain of early releases stops one kernel later.
+__device__ __forceinline__ void gridDepSync(bool releaseFirst) {
+  if (releaseFirst) gridDepLaunch();
+  gridDepWait();
+  if (!releaseFirst) gridDepLaunch();
+}
 
 // Streaming 16-byte load of weights: read once per forward, so keep them out of L1.
 __device__ __forceinline__ uint4 ldStream(const uint4* p) {

@@ -6,15 +6,11 @@
 // --check: CUDA vs CPU (argmax identical at every position, logits within 1e-2 relative) on
 //          dummy models and on the real models in DIR; batch invariance bitwise (one token at a
 //          time vs chain vs random trees of 8/32/64, layer-skip plans, pending ancestors from an
-//          earlier forward, rollback, long forwards in pieces, commit with slot moves).
+//          earlier forward, rollback, long forwards in pieces, commit with slot moves); the matrix
+//          kernel at kernel level on every linear shape, each token's bits against one launch shape.
 // --bench: forward time for n = 1..64 at cache length 512 and 2048 (dummy Llama-2-7B shape in fp16
 //          and the pycode-small shape), the bandwidth floor measured in the same run, 7B prefill
 //          TFLOP/s against a bf16 mma.sync GEMM measured in the same run.
-// --linear: only the two matrix-kernel implementations (linear.cuh: LinearImpl): every linear shape
-//          of the 7B and pycode-small models run with both and compared bitwise (kernel level and
-//          whole forwards), the batch-invariance checks under the bulk kernel, and a short table of
-//          7B fp16 forward times (ctx 512, n = 1/8/32) per implementation against the bandwidth
-//          floor. (--check and --bench include these parts too.)
 // --read:  only the read-bandwidth ceilings (read_bw.cu) next to the copy bandwidth.
 // --ncu:   for Nsight Compute (`ncu --profile-from-start off`): one 7B fp16 forward at cache 512 for
 //          n = 1 and a random tree of n = 32, graphs replayed, inside cudaProfilerStart/Stop.
@@ -662,31 +658,7 @@ static std::string variant(const ModelConfig& cfg, DType wdt, const char* env, c
   return r;
 }
 
-// ---------------------------------------------------------------- matrix kernel implementations
-// The register-ring kernel and the bulk-copy kernel (linear.cuh) must give the same bits.
-static const char* implName(const cuda::LinearImpl& im) {
-  static char buf[32];
-  if (!im.bulk) return "regs";
-  if (im.stages == 0) return "bulk";
-  std::snprintf(buf, sizeof buf, "bulk:%d", im.stages);
-  return buf;
-}
-static cuda::LinearImpl implRegs() { return cuda::LinearImpl{}; }
-static cuda::LinearImpl implBulk(int stages = 0) {
-  cuda::LinearImpl im;
-  im.bulk = true;
-  im.stages = stages;
-  return im;
-}
-// Restores the process-wide implementation on scope exit.
-struct ImplScope {
-  cuda::LinearImpl saved = cuda::linearImpl();
-  explicit ImplScope(const cuda::LinearImpl& im) { cuda::setLinearImpl(im); }
-  ~ImplScope() { cuda::setLinearImpl(saved); }
-};
-
-// Same rule as cuda_context.cu (n-tiles per block for a launch of up to n tokens).
-static int ntbForTokens(int n) { return n <= 8 ? 1 : n <= 16 ? 2 : n <= 32 ? 4 : 8; }
+// ---------------------------------------------------------------- matrix kernel, kernel level
 
 __global__ void fillRandomHalf(uint16_t* p, size_t n, uint32_t seed, bool bf16, float scale) {
   for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
@@ -715,13 +687,13 @@ struct DevMem {  // minimal owning device allocation for the kernel-level test
 };
 
 // One matrix shape, launched directly (no model): random packed weights, random packed B or fp32
-// x (fused RMSNorm), residual epilogue into a zeroed output; for n = 1..32 tokens and both B
-// sources, every implementation's output must equal the register kernel's bit for bit. Several
-// ring depths (1 slot: the barrier phase flips every chunk; 8: beyond the 3-blocks-per-SM budget)
-// check that the pipeline depth never changes a bit.
+// x (fused RMSNorm), residual epilogue into a zeroed output. Reference: 64 tokens in one block of
+// 8 n-tiles. Every other launch (n tokens with the n-tiles per block of a bucket >= n: full blocks,
+// and partial ones as a graph bucket replays them) must give each of its tokens the reference's
+// bits.
 static void linearShapeBitwise(const std::string& label, int M, int K, bool bf16) {
   const int MT = (M + 15) / 16, KT = (K + 15) / 16, S = cuda::chooseSplits(MT, KT);
-  const int maxTok = 32;
+  const int maxTok = 64;
   const int MTa = (MT + 7) / 8 * 8;  // whole row groups (layout.cuh)
   DevMem w((size_t)MTa * KT * 512), bp((size_t)(maxTok / 8) * KT * 512), x((size_t)maxTok * K * 4), nw((size_t)K * 4);
   DevMem out((size_t)maxTok * M * 4), ws(cuda::linearWorkspaceBytes(MT, S, maxTok)),
@@ -735,46 +707,45 @@ static void linearShapeBitwise(const std::string& label, int M, int K, bool bf16
   // Parameter block: only n / nOut / outRows matter for the residual epilogue.
   std::vector<int32_t> hp(cuda::kP_headerSize + 4 * maxTok + 1, 0);
   DevMem params(hp.size() * 4);
-  std::vector<cuda::LinearImpl> impls = {implRegs(), implBulk(), implBulk(1), implBulk(3), implBulk(8)};
+  // (tokens, n-tiles per block): the reference first.
+  const std::pair<int, int> launches[] = {{64, 8}, {1, 1}, {3, 1}, {8, 1}, {5, 2}, {12, 2}, {16, 2}, {5, 4},
+                                          {20, 4}, {32, 4}, {20, 8}, {40, 8}, {64, 1}, {64, 4}};
   int bad = 0, runs = 0;
   double mag = 0;
-  for (int n : {1, 3, 8, 12, 16, 20, 32}) {
-    hp[cuda::kP_n] = n, hp[cuda::kP_nOut] = n, hp[cuda::kP_topk] = 0;
-    int o = cuda::kP_headerSize;
-    for (int f : {cuda::kP_tokens, cuda::kP_slots, cuda::kP_positions, cuda::kP_ancOffsets, cuda::kP_ancSlots}) hp[f] = o;
-    hp[cuda::kP_outRows] = o;
-    for (int i = 0; i < n; ++i) hp[o + i] = i;
-    CK(cudaMemcpy(params.p, hp.data(), hp.size() * 4, cudaMemcpyHostToDevice));
-    const int ntb = ntbForTokens(n), groups = (n + ntb * 8 - 1) / (ntb * 8);
-    for (int src = 0; src < 2; ++src) {
-      std::vector<float> ref;
-      for (const cuda::LinearImpl& im : impls) {
-        ImplScope scope(im);
-        cuda::LinArgs a;
-        a.w = w.p, a.M = M, a.K = K, a.MT = MT, a.KT = KT, a.S = S, a.params = params.as<int32_t>();
-        a.bsrc = src ? cuda::BSource::Norm : cuda::BSource::Packed;
-        a.bPacked = bp.p, a.x = x.as<float>(), a.ldx = K, a.normW = nw.as<float>(), a.eps = 1e-5f;
-        a.ws = ws.as<float>(), a.counters = cnt.as<int>(), a.epi = cuda::Epilogue::Residual, a.resid = out.as<float>();
-        CK(cudaMemset(out.p, 0, (size_t)maxTok * M * 4));
-        cuda::launchLinear(a, ntb, groups, bf16, /*pdl=*/false, 0);
-        CK(cudaDeviceSynchronize());
-        std::vector<float> got((size_t)n * M);
-        CK(cudaMemcpy(got.data(), out.p, got.size() * 4, cudaMemcpyDeviceToHost));
-        ++runs;
-        if (ref.empty()) {
-          ref = got;
-          for (float v : got) mag = std::max(mag, (double)std::fabs(v));
-        } else if (!sameBits(got.data(), ref.data(), (int)got.size())) {
-          ++bad;
-          LOG("  FAIL detail: %s %dx%d n=%d %s: %s differs from regs\n", label.c_str(), M, K, n, src ? "norm" : "packed",
-              implName(im));
-        }
+  for (int src = 0; src < 2; ++src) {
+    std::vector<float> ref;
+    for (const auto& [n, ntb] : launches) {
+      hp[cuda::kP_n] = n, hp[cuda::kP_nOut] = n, hp[cuda::kP_topk] = 0;
+      int o = cuda::kP_headerSize;
+      for (int f : {cuda::kP_tokens, cuda::kP_slots, cuda::kP_positions, cuda::kP_ancOffsets, cuda::kP_ancSlots}) hp[f] = o;
+      hp[cuda::kP_outRows] = o;
+      for (int i = 0; i < n; ++i) hp[o + i] = i;
+      CK(cudaMemcpy(params.p, hp.data(), hp.size() * 4, cudaMemcpyHostToDevice));
+      const int groups = (n + ntb * 8 - 1) / (ntb * 8);
+      cuda::LinArgs a;
+      a.w = w.p, a.M = M, a.K = K, a.MT = MT, a.KT = KT, a.S = S, a.params = params.as<int32_t>();
+      a.bsrc = src ? cuda::BSource::Norm : cuda::BSource::Packed;
+      a.bPacked = bp.p, a.x = x.as<float>(), a.ldx = K, a.normW = nw.as<float>(), a.eps = 1e-5f;
+      a.ws = ws.as<float>(), a.counters = cnt.as<int>(), a.epi = cuda::Epilogue::Residual, a.resid = out.as<float>();
+      CK(cudaMemset(out.p, 0, (size_t)maxTok * M * 4));
+      cuda::launchLinear(a, ntb, groups, bf16, /*pdl=*/false, 0);
+      CK(cudaDeviceSynchronize());
+      std::vector<float> got((size_t)n * M);
+      CK(cudaMemcpy(got.data(), out.p, got.size() * 4, cudaMemcpyDeviceToHost));
+      ++runs;
+      if (ref.empty()) {
+        ref = got;
+        for (float v : got) mag = std::max(mag, (double)std::fabs(v));
+      } else if (!sameBits(got.data(), ref.data(), (int)got.size())) {
+        ++bad;
+        LOG("  FAIL detail: %s %dx%d n=%d ntb=%d %s: differs from 64 tokens in one block\n", label.c_str(), M, K, n, ntb,
+            src ? "norm" : "packed");
       }
     }
   }
-  LOG("  %-26s %5d x %5d (%s, S=%2d): %d launches, %d differ from the register kernel (max |y| %.3g)\n", label.c_str(), M, K,
+  LOG("  %-26s %5d x %5d (%s, S=%2d): %d launches, %d differ from the 64-token reference (max |y| %.3g)\n", label.c_str(), M, K,
       bf16 ? "bf16" : "f16", S, runs, bad, mag);
-  check(bad == 0, label + ": bulk kernel output differs from the register kernel");
+  check(bad == 0, label + ": a token's matrix output depends on the launch shape");
   check(mag > 0 && std::isfinite(mag), label + ": matrix test produced no output");
 }
 
@@ -788,63 +759,13 @@ static void linearShapesBitwise(const std::string& label, const ModelConfig& c, 
   linearShapeBitwise(label + " lm head", c.vocab, c.hidden, bf16);
 }
 
-// Whole forwards (every epilogue: RoPE + KV write, residual, SwiGLU, logits; fused norm and packed
-// B): one context per implementation on the same weights, random trees of n tokens after a
-// committed prefix; logits must be bitwise equal.
-static void forwardBitwise(const std::string& label, const ModelConfig& cfg, DType wdt, int prefix) {
-  auto m = makeModel(cfg, "cuda", wdt);
-  m->fillDummy(17);
-  const int V = cfg.vocab;
-  std::mt19937 rng(99);
-  std::vector<int32_t> pre(prefix);
-  for (int& t : pre) t = (int32_t)(rng() % V);
-  const cuda::LinearImpl impls[2] = {implRegs(), implBulk()};
-  std::unique_ptr<Context> ctx[2];
-  for (int i = 0; i < 2; ++i) {
-    ImplScope scope(impls[i]);
-    ctx[i] = std::make_unique<Context>(m, prefix + 80);
-    if (prefix > 0) {
-      chain(*ctx[i], pre);
-      commitChain(*ctx[i], prefix);
-    }
-  }
-  int bad = 0, rows = 0;
-  std::string sizes;
-  for (int n : {1, 2, 5, 8, 13, 16, 24, 32}) {
-    Tree t = randomTree(n, V, rng);
-    std::vector<int32_t> slots, par;
-    for (int i = 0; i < n; ++i) {
-      slots.push_back(prefix + i);
-      par.push_back(t.parent[i] < 0 ? -1 : prefix + t.parent[i]);
-    }
-    Out o[2];
-    for (int i = 0; i < 2; ++i) {
-      ImplScope scope(impls[i]);
-      o[i] = fwd(*ctx[i], t.tokens, slots, par);
-      ctx[i]->truncate(prefix);
-    }
-    int b = 0;
-    for (int r = 0; r < n; ++r) b += !sameBits(&o[0].logits[(size_t)r * V], &o[1].logits[(size_t)r * V], V);
-    bad += b, rows += n;
-    if (b) sizes += " n=" + std::to_string(n);
-  }
-  LOG("  %-34s prefix %d, trees of 1..32: %d/%d logit rows differ between regs and bulk%s\n", label.c_str(), prefix, bad, rows,
-      sizes.c_str());
-  check(bad == 0, label + ": forward logits differ between the register and bulk matrix kernels");
-}
-
-// All the checks of the bulk kernel: kernel level, forward level, invariance under it.
-static void linearImplChecks(bool quick) {
-  LOG("== matrix kernels: bulk-copy pipeline vs register ring (bitwise) ==\n");
+// The matrix kernel at kernel level: every linear shape of the 7B, pycode-small and tiny configs.
+static void linearChecks(bool quick) {
+  LOG("== matrix kernel: launch shapes (bitwise) ==\n");
   cuda::linearPrepare();  // shared-memory limits (a backend does this; the kernel-level test runs without one)
   if (quick) {
     linearShapeBitwise("tiny qkv", 128, 64, true);
     linearShapeBitwise("tiny down", 64, 100, false);
-    forwardBitwise("tiny shape bf16", tinyConfig(), DType::BF16, 21);
-    ImplScope scope(implBulk());
-    auto tiny = makeModel(tinyConfig(), "cuda");
-    tiny->fillDummy(5);
-    invariance("tiny bf16 [bulk]", *tiny, 37, 1);
     return;
   }
   linearShapesBitwise("7B", llama7bConfig(), false);
@@ -852,103 +773,17 @@ static void linearImplChecks(bool quick) {
   linearShapesBitwise("pycode-small", smallConfig(), true);
   linearShapesBitwise("pycode-small", smallConfig(), false);
   linearShapesBitwise("tiny", tinyConfig(), true);
-  forwardBitwise("dummy tiny shape bf16", tinyConfig(), DType::BF16, 21);
-  forwardBitwise("dummy pycode-small shape bf16", smallConfig(), DType::BF16, 100);
-  forwardBitwise("dummy 7B shape f16", llama7bConfig(), DType::F16, 40);
-  LOG("  batch invariance with CASSPEC_CUDA_LINEAR=bulk:\n");
-  ImplScope scope(implBulk());
-  auto tiny = makeModel(tinyConfig(), "cuda");
-  tiny->fillDummy(5);
-  invariance("tiny bf16 [bulk]", *tiny, 37, 1);
-  auto tiny16 = makeModel(tinyConfig(), "cuda", DType::F16);
-  tiny16->fillDummy(5);
-  invariance("tiny f16 [bulk]", *tiny16, 150, 2);
-  auto small = makeModel(smallConfig(), "cuda");
-  small->fillDummy(9);
-  invariance("pycode-small [bulk]", *small, 37, 4);
-  setenv("CASSPEC_CUDA_KV", "half", 1);
-  auto smallH = makeModel(smallConfig(), "cuda");
-  unsetenv("CASSPEC_CUDA_KV");
-  smallH->fillDummy(9);
-  invariance("pycode-small bf16 KV [bulk]", *smallH, 130, 6);
-}
-
-// 7B fp16 dummy at ctx 512, n = 1/8/32, per implementation, against the bandwidth floor. A fresh
-// context per implementation (graphs are captured per context, with the implementation current
-// at capture).
-static std::vector<std::string> linearBench(double bw) {
-  std::vector<std::string> lines;
-  const ModelConfig cfg = llama7bConfig();
-  auto m = makeModel(cfg, "cuda", DType::F16);
-  m->fillDummy(1);
-  const double floorMs = (double)m->backend().weightBytes() / bw * 1e3;
-  const std::vector<cuda::LinearImpl> impls = {implRegs(), implBulk(), implBulk(3), implBulk(4)};
-  // Launch shapes: blocks per SM must be 3 for chooseSplits' one-wave grids.
-  std::string occ = "launch shapes (ntb x B source: ring slots, smem, blocks/SM):";
-  for (const cuda::LinearImpl& im : impls)
-    for (int ntb : {1, 2, 4})
-      for (int packed = 0; packed < 2; ++packed) {
-        if (!im.bulk && packed == 0) continue;
-        const cuda::LinearLaunchInfo li = cuda::linearLaunchInfo(ntb, false, packed, im);
-        char buf[96];
-        std::snprintf(buf, sizeof buf, " %s ntb%d %s: %d, %.1f KB, %d;", implName(im), ntb, packed ? "packed" : "norm", li.stages,
-                      li.smemBytes / 1024.0, li.blocksPerSm);
-        occ += buf;
-      }
-  LOG("  %s\n", occ.c_str());
-  struct R {
-    std::string impl;
-    int n;
-    double ms;
-  };
-  std::vector<R> rs;
-  for (const cuda::LinearImpl& im : impls) {
-    ImplScope scope(im);
-    auto bctx = m->backend().newContext(512 + 64 + 16);
-    auto* cctx = dynamic_cast<cuda::CudaContext*>(bctx.get());
-    std::mt19937 rng(42);
-    prefillRaw(*bctx, 512, cfg.vocab, cfg.layers, rng);
-    for (int n : {1, 8, 32}) {
-      RawBatch rb;
-      rb.build(512, n == 1 ? chainParents(1) : treeParents(n, rng), cfg.vocab, cfg.layers, rng, false);
-      const Timing t = timeForward(*cctx, rb.b, 25);
-      rs.push_back({implName(im), n, t.deviceMs});
-      LOG("  7B f16 ctx 512 %-7s n %2d: device %.3f ms (host %.3f)\n", implName(im), n, t.deviceMs, t.hostMs);
-    }
-    if (!im.bulk || im.stages == 0) {  // per-kernel profile of the default of each kind
-      RawBatch rb;
-      rb.build(512, chainParents(1), cfg.vocab, cfg.layers, rng, false);
-      lines.push_back(std::string(implName(im)) + " " + profileRun(*cctx, rb.b, "7B f16 ctx 512 n 1"));
-      LOG("  %s\n", lines.back().c_str());
-    }
-  }
-  char buf[256];
-  std::snprintf(buf, sizeof buf, "\n7B fp16 (dummy), ctx 512: weight bytes %.3f GB, copy bandwidth %.0f GB/s -> floor %.3f ms\n",
-                m->backend().weightBytes() / 1e9, bw / 1e9, floorMs);
-  std::string table = buf;
-  table += "| matrix kernel | n | device ms | % of floor | vs regs |\n|---|---|---|---|---|\n";
-  for (const R& r : rs) {
-    double base = 0;
-    for (const R& q : rs)
-      if (q.impl == "regs" && q.n == r.n) base = q.ms;
-    std::snprintf(buf, sizeof buf, "| %s | %d | %.3f | %.0f%% | %.3fx |\n", r.impl.c_str(), r.n, r.ms, 100.0 * floorMs / r.ms,
-                  r.ms / base);
-    table += buf;
-  }
-  lines.push_back(table);
-  return lines;
 }
 
 // ---------------------------------------------------------------- main
 int main(int argc, char** argv) {
-  bool doCheck = false, doBench = false, quick = false, doLinear = false, doNcu = false;
+  bool doCheck = false, doBench = false, quick = false, doNcu = false;
   std::string models = ".gpubin/models", outDir = ".";
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--check") doCheck = true;
     if (a == "--bench") doBench = true;
     if (a == "--quick") quick = doCheck = true;  // tiny shape only (for compute-sanitizer)
-    if (a == "--linear") doLinear = true;        // bulk vs register matrix kernel: checks + short bench
     if (a == "--ncu") doNcu = true;
     if (a == "--read") {  // read-only bandwidth ceilings only (read_bw.cu)
       std::printf("device-to-device copy: %.0f GB/s (read + written)\n", copyBandwidth() / 1e9);
@@ -958,9 +793,9 @@ int main(int argc, char** argv) {
     if (a == "--models" && i + 1 < argc) models = argv[++i];
     if (a == "--out" && i + 1 < argc) outDir = argv[++i];
   }
-  if (!doCheck && !doBench && !doLinear) doCheck = doBench = true;
+  if (!doCheck && !doBench) doCheck = doBench = true;
   gLog = std::fopen(
-      (outDir + (quick ? "/quick.log" : doLinear && !doCheck && !doBench ? "/linear.log" : doBench && !doCheck ? "/bench.log" : "/check.log"))
+      (outDir + (quick ? "/quick.log" : doBench && !doCheck ? "/bench.log" : "/check.log"))
           .c_str(),
       "w");
   if (!gLog) gLog = stdout;
@@ -989,14 +824,6 @@ int main(int argc, char** argv) {
         LOG("7B f16 ctx 512 n %d: %.3f ms device (unprofiled median)\n", n, t.deviceMs);
       }
       return 0;
-    }
-    if (doLinear && !doCheck) {
-      linearImplChecks(false);
-      LOG("== checks: %d, failures: %d ==\n", gChecks, gFailures);
-      if (!doBench) {
-        const double bw = copyBandwidth();
-        for (const std::string& l : linearBench(bw)) LOG("%s\n", l.c_str());
-      }
     }
     if (doCheck) {
       LOG("== CUDA vs CPU reference ==\n");
@@ -1057,7 +884,7 @@ int main(int argc, char** argv) {
         tiny->fillDummy(5);
         invariance("tiny bf16", *tiny, 37, 1);
         if (quick) {
-          linearImplChecks(true);
+          linearChecks(true);
           LOG("== checks: %d, failures: %d ==\nRESULT: %s\n", gChecks, gFailures, gFailures ? "FAIL" : "PASS");
           return gFailures ? 1 : 0;
         }
@@ -1087,7 +914,7 @@ int main(int argc, char** argv) {
         invariance("pycode-small shape [tail global]", *smallG, 37, 4);
         invariance("pycode-small bf16 KV [tail global]", *smallGH, 130, 6);
       }
-      linearImplChecks(false);
+      linearChecks(false);
       LOG("== checks: %d, failures: %d ==\n", gChecks, gFailures);
     }
 
@@ -1184,7 +1011,9 @@ int main(int argc, char** argv) {
         m.reset();
         const DType wdt = big ? DType::F16 : DType::BF16;
         const std::string tag = big ? "7B ablation " : "pycode-small ablation ";
+        const size_t firstAblation = extra.size();
         extra.push_back(tag + variant(cfg, wdt, "CASSPEC_CUDA_PDL", "0", {1, 32}));
+        for (const char* v : {"0", "1"}) extra.push_back(tag + variant(cfg, wdt, "CASSPEC_CUDA_PDL_EARLY", v, {1, 8, 32}));
         if (!big) extra.push_back(tag + variant(cfg, wdt, "CASSPEC_CUDA_GRAPHS", "0", {1, 32}));
         for (const char* target : {"264", "528", "792"})
           extra.push_back(tag + variant(cfg, wdt, "CASSPEC_CUDA_SPLIT_TARGET", target, {1, 32}));
@@ -1192,7 +1021,7 @@ int main(int argc, char** argv) {
         for (const char* v : {"0", "16"}) extra.push_back(tag + variant(cfg, wdt, "CASSPEC_CUDA_FUSED_NORM", v, {1, 8, 16}));
         extra.push_back(tag + variant(cfg, wdt, "CASSPEC_CUDA_ATTN_TAIL", "0", {8, 32, 64}));
         extra.push_back(tag + variant(cfg, wdt, "CASSPEC_CUDA_ATTN_TAIL", "1", {8, 32, 64}));
-        for (size_t i = extra.size() - (big ? 8 : 10); i < extra.size(); ++i) LOG("  %s\n", extra[i].c_str());
+        for (size_t i = firstAblation; i < extra.size(); ++i) LOG("  %s\n", extra[i].c_str());
       }
       LOG("\n| model | ctx | n | device ms | host ms | floor ms | floor/device | vs n=1 |\n|---|---|---|---|---|---|---|---|\n");
       for (const Row& r : rows) {
@@ -1205,8 +1034,6 @@ int main(int argc, char** argv) {
       for (const std::string& e : extra) LOG("%s\n", e.c_str());
       LOG("copy bandwidth %.0f GB/s; bf16 mma.sync peak %.0f TFLOP/s (from registers; an 8192^3 mma.sync GEMM: %.0f)\n", bw / 1e9,
           peak / 1e12, gemm / 1e12);
-      LOG("== matrix kernels: register ring vs bulk-copy pipeline ==\n");
-      for (const std::string& l : linearBench(bw)) LOG("%s\n", l.c_str());
     }
   } catch (const Error& e) {
     LOG("ERROR %s: %s\n", e.code.c_str(), e.what());
