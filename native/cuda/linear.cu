@@ -51,8 +51,9 @@ __device__ __forceinline__ void epiPair(const LinArgs& a, const Params& P, int m
 
 // One k-tile of weights (A, this lane's fragment) against the staged B tiles of the block's tokens:
 // acc += W * x_hi, then acc += W * x_lo, per n-tile. (Computing every n-tile without the predicate,
-// or the hi products of all n-tiles before the lo ones, made the compiler copy each refilled ring
-// slot through a temporary at once, serialising the weight loads: 7B n = 16..64 got 10-35% slower.)
+// or the hi products of all n-tiles before the lo ones, measured 10-35% slower at 7B n = 16..64; in
+// one form the compiler copied each refilled ring slot through a temporary at once, serialising the
+// weight loads. bench/RESULTS.md, fourth session.)
 template <class H, int NTB>
 __device__ __forceinline__ void kTileMma(float (&acc)[NTB][4], const uint32_t (&A)[4], const uint4* bs, int ntiles) {
 #pragma unroll
