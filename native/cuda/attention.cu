@@ -206,6 +206,32 @@ __device__ __forceinline__ void foldTile(float (&o)[4], const float (&t)[4], boo
   for (int e = 0; e < 4; ++e) o[e] = first ? t[e] : o[e] + t[e];
 }
 
+// S += Q K^T for one block of 8 keys in shared memory and head-dim tiles dt, dt+1: lane l addresses
+// key (l & 7) at head dims 16 dt + (l >> 3) * 8 (`off`), and ldmatrix gives the B fragments of both
+// tiles. Staged keys and tree-tail rows both go through here: the same mma sequence.
+template <class H, bool KV32>
+__device__ __forceinline__ void sPair(const uint16_t* K, const uint16_t* Kl, int off, const uint32_t (&qh0)[4],
+                                      const uint32_t (&ql0)[4], const uint32_t (&qh1)[4], const uint32_t (&ql1)[4],
+                                      float (&s)[4]) {
+  uint32_t b[4];
+  ldmatrixX4(b, K + off);
+  if constexpr (KV32) {
+    uint32_t bl[4];
+    ldmatrixX4(bl, Kl + off);
+    mma16816<H>(s, qh0, b[0], b[1]);
+    mma16816<H>(s, ql0, b[0], b[1]);
+    mma16816<H>(s, qh0, bl[0], bl[1]);
+    mma16816<H>(s, qh1, b[2], b[3]);
+    mma16816<H>(s, ql1, b[2], b[3]);
+    mma16816<H>(s, qh1, bl[2], bl[3]);
+  } else {
+    mma16816<H>(s, qh0, b[0], b[1]);
+    mma16816<H>(s, ql0, b[0], b[1]);
+    mma16816<H>(s, qh1, b[2], b[3]);
+    mma16816<H>(s, ql1, b[2], b[3]);
+  }
+}
+
 // P V for head-dim blocks db, db+1 of one 16-key tile from shared memory, into fresh t0, t1: lane l
 // addresses the row of tile key ((l >> 3) & 1) * 8 + (l & 7) at rowOff (ldmatrix .trans gives the
 // B fragments). Staged keys and tree-tail rows both go through here: the same mma sequence.
@@ -272,23 +298,7 @@ __device__ void attendRowsWide(const AttnArgs& a, const KeyView kv, const Src& s
       for (int kb = 0; kb < 8; ++kb) {
         if (kb < nFull) {
           const int off = (kb * 8 + (lane & 7)) * Cfg::LD + dt * 16 + (lane >> 3) * 8;
-          uint32_t b[4];
-          ldmatrixX4(b, Ks + off);
-          if constexpr (KV32) {
-            uint32_t bl[4];
-            ldmatrixX4(bl, Ksl + off);
-            mma16816<H>(s[kb], qh0, b[0], b[1]);
-            mma16816<H>(s[kb], ql0, b[0], b[1]);
-            mma16816<H>(s[kb], qh0, bl[0], bl[1]);
-            mma16816<H>(s[kb], qh1, b[2], b[3]);
-            mma16816<H>(s[kb], ql1, b[2], b[3]);
-            mma16816<H>(s[kb], qh1, bl[2], bl[3]);
-          } else {
-            mma16816<H>(s[kb], qh0, b[0], b[1]);
-            mma16816<H>(s[kb], ql0, b[0], b[1]);
-            mma16816<H>(s[kb], qh1, b[2], b[3]);
-            mma16816<H>(s[kb], ql1, b[2], b[3]);
-          }
+          sPair<H, KV32>(Ks, Ksl, off, qh0, ql0, qh1, ql1, s[kb]);
         }
       }
     }
@@ -306,23 +316,7 @@ __device__ void attendRowsWide(const AttnArgs& a, const KeyView kv, const Src& s
           loadQ<H>(qA, qB, dt, tq, qh0, ql0);
           loadQ<H>(qA, qB, dt + 1, tq, qh1, ql1);
           const int off = (ub * 8 + (lane & 7)) * Cfg::LD + dt * 16 + (lane >> 3) * 8;
-          uint32_t b[4];
-          ldmatrixX4(b, src.k + off);
-          if constexpr (KV32) {
-            uint32_t bl[4];
-            ldmatrixX4(bl, src.kl + off);
-            mma16816<H>(acc, qh0, b[0], b[1]);
-            mma16816<H>(acc, ql0, b[0], b[1]);
-            mma16816<H>(acc, qh0, bl[0], bl[1]);
-            mma16816<H>(acc, qh1, b[2], b[3]);
-            mma16816<H>(acc, ql1, b[2], b[3]);
-            mma16816<H>(acc, qh1, bl[2], bl[3]);
-          } else {
-            mma16816<H>(acc, qh0, b[0], b[1]);
-            mma16816<H>(acc, ql0, b[0], b[1]);
-            mma16816<H>(acc, qh1, b[2], b[3]);
-            mma16816<H>(acc, ql1, b[2], b[3]);
-          }
+          sPair<H, KV32>(src.k, src.kl, off, qh0, ql0, qh1, ql1, acc);
         }
         const int u = ub * 8 + 2 * tq;
         *reinterpret_cast<float2*>(st + gq * src.rows + u) = make_float2(acc[0], acc[1]);
@@ -582,23 +576,7 @@ __device__ void attendGroup(const AttnArgs& a, const KeyView kv, const Src& src,
         if (kb < nFull) {
           // Matrices: keys kb*8.., head dims 16dt+0, +8, +16, +24: B fragments of tiles dt, dt+1.
           const int off = (kb * 8 + (lane & 7)) * Cfg::LD + dt * 16 + (lane >> 3) * 8;
-          uint32_t b[4];
-          ldmatrixX4(b, Ks + off);
-          if constexpr (KV32) {
-            uint32_t bl[4];
-            ldmatrixX4(bl, Ksl + off);
-            mma16816<H>(s[kbl], qh0, b[0], b[1]);
-            mma16816<H>(s[kbl], ql0, b[0], b[1]);
-            mma16816<H>(s[kbl], qh0, bl[0], bl[1]);
-            mma16816<H>(s[kbl], qh1, b[2], b[3]);
-            mma16816<H>(s[kbl], ql1, b[2], b[3]);
-            mma16816<H>(s[kbl], qh1, bl[2], bl[3]);
-          } else {
-            mma16816<H>(s[kbl], qh0, b[0], b[1]);
-            mma16816<H>(s[kbl], ql0, b[0], b[1]);
-            mma16816<H>(s[kbl], qh1, b[2], b[3]);
-            mma16816<H>(s[kbl], ql1, b[2], b[3]);
-          }
+          sPair<H, KV32>(Ks, Ksl, off, qh0, ql0, qh1, ql1, s[kbl]);
         }
       }
     }

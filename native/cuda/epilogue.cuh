@@ -1,5 +1,6 @@
-// Per-element epilogue math of a projection, for the matrix kernels: RoPE + placement of a fused
-// q/k/v output (queries to fp32 scratch, keys and values to the KV cache), and SwiGLU's product.
+// Per-element epilogue math of a projection, for the matrix kernels: which output pair an epilogue
+// item is, RoPE + placement of a fused q/k/v output (queries to fp32 scratch, keys and values to the
+// KV cache), and SwiGLU's product.
 // Written once here so every matrix kernel (linear.cu, linear_q8.cu) rounds them alike.
 #pragma once
 #include <cstdint>
@@ -9,6 +10,16 @@
 #include "params.cuh"
 
 namespace casspec::cuda {
+
+// Epilogue item e of a block with ntiles n-tiles: warp tile w, n-tile nt, lane l and column jj of
+// the lane's pair (rows g and g + 8 of the tile, token 2 * (l % 4) + jj of the n-tile).
+struct EpiItem {
+  int w, nt, l, jj;
+};
+__device__ __forceinline__ EpiItem epiItem(int e, int ntiles) {
+  const int rem = e % (ntiles * 64);
+  return {e / (ntiles * 64), rem / 64, (rem / 2) % 32, rem & 1};
+}
 
 template <class H>
 __device__ __forceinline__ void storeKvValue(void* base, size_t i, float v, bool f32) {

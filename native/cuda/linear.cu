@@ -264,7 +264,7 @@ __global__ void __launch_bounds__(kLinThreads, LinCfg<NTB>::kMinBlocks) linearKe
         idx[i][0] = idx[i][1] = -1;
         const int e = e0 + i * kLinThreads;
         if (e >= items) continue;
-        const int w = e / (ntiles * 64), rem = e % (ntiles * 64), nt = rem / 64, l = (rem / 2) % 32, jj = rem & 1;
+        const auto [w, nt, l, jj] = epiItem(e, ntiles);
         const int m = rb * kLinWarps + w;
         const int t = tok0 + nt * 8 + 2 * (l & 3) + jj;
         if (m >= a.MT || t >= count) continue;
@@ -289,7 +289,7 @@ __global__ void __launch_bounds__(kLinThreads, LinCfg<NTB>::kMinBlocks) linearKe
     return;
   }
   for (int e = threadIdx.x; e < items; e += kLinThreads) {
-    const int w = e / (ntiles * 64), rem = e % (ntiles * 64), nt = rem / 64, l = (rem / 2) % 32, jj = rem & 1;
+    const auto [w, nt, l, jj] = epiItem(e, ntiles);
     const int m = rb * kLinWarps + w;
     if (m >= a.MT || (swi && (w & 1))) continue;
     const int t = tok0 + nt * 8 + 2 * (l & 3) + jj;

@@ -130,7 +130,7 @@ __global__ void __launch_bounds__(kThreads, Q8Cfg<NTB>::kMinBlocks) linearQ8Kern
   const bool swi = a.epi == Q8Epilogue::SwiGlu;
   const int itemCount = kWarps * ntiles * 64;
   for (int e = threadIdx.x; e < itemCount; e += kThreads) {
-    const int w = e / (ntiles * 64), rem = e % (ntiles * 64), nt = rem / 64, l = (rem / 2) % 32, jj = rem & 1;
+    const auto [w, nt, l, jj] = epiItem(e, ntiles);
     const int m = rb * kWarps + w;
     if (m >= a.MT || (swi && (w & 1))) continue;  // up tiles are read with their gate tile
     const int t = tok0 + nt * 8 + 2 * (l & 3) + jj;
