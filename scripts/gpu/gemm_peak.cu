@@ -1,4 +1,4 @@
-// bf16 ceilings the prefill number is compared against. mmaPeak: the instruction's own throughput
+// Tensor-core ceilings the prefill number is compared against. mmaPeak: the instruction's own throughput
 // (register operands only). gemmPeak: a conventional tensor-core GEMM built
 // from the same instruction the backend uses (mma.sync.m16n8k16, fp32 accumulate), C = A * B^T
 // with A [M x K], B [N x K] row-major, 128x128x64 block tiles, 8 warps of 64x32, 3-stage cp.async
@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <string>
 #include <vector>
 
 #include "bench_util.cuh"
@@ -98,15 +99,30 @@ __global__ void randomFill(__nv_bfloat16* p, size_t n, uint32_t seed) {
 }
 
 // The instruction ceiling: every warp issues independent mma.sync chains on register operands
-// (no memory traffic), enough of them in flight to hide the pipeline latency.
+// (no memory traffic), enough of them in flight to hide the pipeline latency. The clock the tensor
+// cores sustain depends on the operands' bit activity (power), so the ceiling is the best of f16 and
+// bf16 with random and with zero operands: the backend's hi + lo halves are far from random bits
+// (7B prefill measured 105-124% of the random-bf16 figure).
 constexpr int kChains = 8, kIters = 4096;  // 16 chains measured lower (594 vs 612 TFLOP/s on the H200)
-__global__ void __launch_bounds__(256) mmaThroughputKernel(float* out, uint32_t seed) {
-  uint32_t a[4], b0 = seed ^ threadIdx.x, b1 = seed * 3 + threadIdx.x;
-  for (int i = 0; i < 4; ++i) a[i] = seed + i * 0x01010101u + threadIdx.x;
+template <bool F16>
+__device__ __forceinline__ void mmaAny(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  if constexpr (F16)
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  else
+    mma(c, a, b0, b1);
+}
+template <bool F16>
+__global__ void __launch_bounds__(256) mmaThroughputKernel(float* out, uint32_t seed, bool zeros) {
+  const uint32_t z = zeros ? 0u : 0xffffffffu;
+  uint32_t a[4], b0 = (seed ^ threadIdx.x) & z, b1 = (seed * 3 + threadIdx.x) & z;
+  for (int i = 0; i < 4; ++i) a[i] = (seed + i * 0x01010101u + threadIdx.x) & z;
   float c[kChains][4] = {};
   for (int it = 0; it < kIters; ++it)
 #pragma unroll
-    for (int j = 0; j < kChains; ++j) mma(c[j], a, b0, b1);
+    for (int j = 0; j < kChains; ++j) mmaAny<F16>(c[j], a, b0, b1);
   float sum = 0.f;
   for (int j = 0; j < kChains; ++j) sum += c[j][0] + c[j][1] + c[j][2] + c[j][3];
   if (sum == 1234.5f) out[blockIdx.x] = sum;  // keeps the work alive; never true for these inputs
@@ -114,17 +130,35 @@ __global__ void __launch_bounds__(256) mmaThroughputKernel(float* out, uint32_t 
 
 }  // namespace
 
-// FLOP/s of bf16 mma.sync.m16n8k16 issued back to back from registers by every SM (median of 10).
-double mmaPeak() {
+// FLOP/s of mma.sync.m16n8k16 issued back to back from registers by every SM (median of 10), the
+// best of f16/bf16 x random/zero operands; `detail` gets the four figures.
+double mmaPeak(std::string* detail) {
   int sms = 0;
   CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
   float* out;
   CK(cudaMalloc(&out, (size_t)sms * 8 * 4));
   const int blocks = sms * 8;  // 8 blocks of 8 warps per SM
-  const double med = medianMs([&](int i) { mmaThroughputKernel<<<blocks, 256>>>(out, 7u + i); });
-  CK(cudaFree(out));
   const double flops = 2.0 * 16 * 8 * 16 * (double)kChains * kIters * blocks * 8;
-  return flops / (med * 1e-3);
+  double best = 0;
+  std::string d;
+  for (int f16 = 0; f16 < 2; ++f16)
+    for (int zeros = 0; zeros < 2; ++zeros) {
+      const double med = medianMs([&](int i) {
+        if (f16)
+          mmaThroughputKernel<true><<<blocks, 256>>>(out, 7u + i, zeros);
+        else
+          mmaThroughputKernel<false><<<blocks, 256>>>(out, 7u + i, zeros);
+      });
+      const double r = flops / (med * 1e-3);
+      best = std::max(best, r);
+      char buf[64];
+      std::snprintf(buf, sizeof buf, "%s%s %s %.0f", d.empty() ? "" : ", ", f16 ? "f16" : "bf16", zeros ? "zeros" : "random",
+                    r / 1e12);
+      d += buf;
+    }
+  CK(cudaFree(out));
+  if (detail) *detail = d;
+  return best;
 }
 
 // FLOP/s of an 8192^3 GEMM on random data (median of 10 after warm-up); relErr: a few entries
