@@ -151,6 +151,16 @@ __device__ __forceinline__ void loadQ(const float* qA, const float* qB, int dt, 
   }
 }
 
+// acc += x_hi * y_hi, then x_lo * y_hi, then (fp32 KV: y has a lo half too) x_hi * y_lo: one product of
+// hi + lo operands, the sequence every S and P V element goes through.
+template <class H, bool KV32>
+__device__ __forceinline__ void mmaHiLo(float (&acc)[4], const uint32_t (&xh)[4], const uint32_t (&xl)[4], uint32_t b0,
+                                        uint32_t b1, uint32_t bl0, uint32_t bl1) {
+  mma16816<H>(acc, xh, b0, b1);
+  mma16816<H>(acc, xl, b0, b1);
+  if constexpr (KV32) mma16816<H>(acc, xh, bl0, bl1);
+}
+
 // S tile (16 rows x 8 keys) for keys looked up per token: row[gq] per lane.
 template <class H, bool KV32, int D, class Src>
 __device__ __forceinline__ void scoreTile(const Src& src, const float* qA, const float* qB, int tq, int row, float (&s)[4]) {
@@ -162,9 +172,7 @@ __device__ __forceinline__ void scoreTile(const Src& src, const float* qA, const
     uint32_t b0h, b0l, b1h, b1l;
     kPair<H, KV32, D>(src, row, dt * 16 + 2 * tq, b0h, b0l);
     kPair<H, KV32, D>(src, row, dt * 16 + 8 + 2 * tq, b1h, b1l);
-    mma16816<H>(s, qh, b0h, b1h);
-    mma16816<H>(s, ql, b0h, b1h);
-    if constexpr (KV32) mma16816<H>(s, qh, b0l, b1l);
+    mmaHiLo<H, KV32>(s, qh, ql, b0h, b1h, b0l, b1l);
   }
 }
 
@@ -178,16 +186,10 @@ __device__ __forceinline__ void pvTile(const Src& src, const uint32_t (&ph)[4], 
     uint16_t h[4], l[4];
 #pragma unroll
     for (int i = 0; i < 4; ++i) vOne<H, KV32, D>(src, sl[i], db * 8 + gq, h[i], l[i]);
-    mma16816<H>(o[db], ph, pack2(h[0], h[1]), pack2(h[2], h[3]));
-    mma16816<H>(o[db], pl, pack2(h[0], h[1]), pack2(h[2], h[3]));
-    if constexpr (KV32) mma16816<H>(o[db], ph, pack2(l[0], l[1]), pack2(l[2], l[3]));
+    mmaHiLo<H, KV32>(o[db], ph, pl, pack2(h[0], h[1]), pack2(h[2], h[3]), pack2(l[0], l[1]), pack2(l[2], l[3]));
   }
 }
 
-// One group of 16 query rows against one 64-key chunk, by all 4 warps of the block: warp w owns
-// keys 16w..16w+15 (key blocks 2w, 2w+1 for S; key tile w for P V). Cross-warp reductions go
-// through shared memory in warp order, the same for every n, so they are part of the fixed
-// numerics: row max (exact), l = ((l0 + l1) + l2) + l3, O = ((O0 + O1) + O2) + O3.
 // One head-dim block db of P V for one 16-key tile, rows looked up per token, into t (from 0).
 template <class H, bool KV32, int D, class Src>
 __device__ __forceinline__ void pvDb(const Src& src, const uint32_t (&ph)[4], const uint32_t (&pl)[4], int gq,
@@ -196,9 +198,7 @@ __device__ __forceinline__ void pvDb(const Src& src, const uint32_t (&ph)[4], co
 #pragma unroll
   for (int i = 0; i < 4; ++i) vOne<H, KV32, D>(src, sl[i], db * 8 + gq, h[i], l[i]);
   t[0] = t[1] = t[2] = t[3] = 0.f;
-  mma16816<H>(t, ph, pack2(h[0], h[1]), pack2(h[2], h[3]));
-  mma16816<H>(t, pl, pack2(h[0], h[1]), pack2(h[2], h[3]));
-  if constexpr (KV32) mma16816<H>(t, ph, pack2(l[0], l[1]), pack2(l[2], l[3]));
+  mmaHiLo<H, KV32>(t, ph, pl, pack2(h[0], h[1]), pack2(h[2], h[3]), pack2(l[0], l[1]), pack2(l[2], l[3]));
 }
 // o = t for the first key tile, o = o + t after: the warp-order fold of attendGroup, in registers.
 __device__ __forceinline__ void foldTile(float (&o)[4], const float (&t)[4], bool first) {
@@ -213,23 +213,11 @@ template <class H, bool KV32>
 __device__ __forceinline__ void sPair(const uint16_t* K, const uint16_t* Kl, int off, const uint32_t (&qh0)[4],
                                       const uint32_t (&ql0)[4], const uint32_t (&qh1)[4], const uint32_t (&ql1)[4],
                                       float (&s)[4]) {
-  uint32_t b[4];
+  uint32_t b[4], bl[4] = {0, 0, 0, 0};
   ldmatrixX4(b, K + off);
-  if constexpr (KV32) {
-    uint32_t bl[4];
-    ldmatrixX4(bl, Kl + off);
-    mma16816<H>(s, qh0, b[0], b[1]);
-    mma16816<H>(s, ql0, b[0], b[1]);
-    mma16816<H>(s, qh0, bl[0], bl[1]);
-    mma16816<H>(s, qh1, b[2], b[3]);
-    mma16816<H>(s, ql1, b[2], b[3]);
-    mma16816<H>(s, qh1, bl[2], bl[3]);
-  } else {
-    mma16816<H>(s, qh0, b[0], b[1]);
-    mma16816<H>(s, ql0, b[0], b[1]);
-    mma16816<H>(s, qh1, b[2], b[3]);
-    mma16816<H>(s, ql1, b[2], b[3]);
-  }
+  if constexpr (KV32) ldmatrixX4(bl, Kl + off);
+  mmaHiLo<H, KV32>(s, qh0, ql0, b[0], b[1], bl[0], bl[1]);
+  mmaHiLo<H, KV32>(s, qh1, ql1, b[2], b[3], bl[2], bl[3]);
 }
 
 // P V for head-dim blocks db, db+1 of one 16-key tile from shared memory, into fresh t0, t1: lane l
@@ -239,23 +227,13 @@ template <class H, bool KV32, int D>
 __device__ __forceinline__ void pvPair(const uint16_t* V, const uint16_t* Vl, int rowOff, int db, const uint32_t (&ph)[4],
                                        const uint32_t (&pl)[4], float (&t0)[4], float (&t1)[4]) {
   const int off = rowOff + (db + ((threadIdx.x & 31) >> 4)) * 8;
-  uint32_t b[4];
+  uint32_t b[4], bl[4] = {0, 0, 0, 0};
   ldmatrixX4Trans(b, V + off);
+  if constexpr (KV32) ldmatrixX4Trans(bl, Vl + off);
 #pragma unroll
   for (int e = 0; e < 4; ++e) t0[e] = t1[e] = 0.f;
-  mma16816<H>(t0, ph, b[0], b[1]);
-  mma16816<H>(t0, pl, b[0], b[1]);
-  if constexpr (KV32) {
-    uint32_t bl[4];
-    ldmatrixX4Trans(bl, Vl + off);
-    mma16816<H>(t0, ph, bl[0], bl[1]);
-    mma16816<H>(t1, ph, b[2], b[3]);
-    mma16816<H>(t1, pl, b[2], b[3]);
-    mma16816<H>(t1, ph, bl[2], bl[3]);
-  } else {
-    mma16816<H>(t1, ph, b[2], b[3]);
-    mma16816<H>(t1, pl, b[2], b[3]);
-  }
+  mmaHiLo<H, KV32>(t0, ph, pl, b[0], b[1], bl[0], bl[1]);
+  mmaHiLo<H, KV32>(t1, ph, pl, b[2], b[3], bl[2], bl[3]);
 }
 
 // The same arithmetic as attendGroup, by one warp over the whole chunk: used when a block has
@@ -536,6 +514,10 @@ __device__ void attendRowsWide(const AttnArgs& a, const KeyView kv, const Src& s
   }
 }
 
+// One group of 16 query rows against one 64-key chunk, by all 4 warps of the block: warp w owns
+// keys 16w..16w+15 (key blocks 2w, 2w+1 for S; key tile w for P V). Cross-warp reductions go
+// through shared memory in warp order, the same for every n, so they are part of the fixed
+// numerics: row max (exact), l = ((l0 + l1) + l2) + l3, O = ((O0 + O1) + O2) + O3.
 template <class H, bool KV32, int D, class Src>
 __device__ void attendGroup(const AttnArgs& a, const KeyView kv, const Src& src, int n, int group, int rg, int c, int nStage,
                             const uint16_t* Ks, const uint16_t* Vs, const uint16_t* Ksl, const uint16_t* Vsl, float* red,
