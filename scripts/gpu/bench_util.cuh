@@ -1,4 +1,4 @@
-// What the standalone GPU benchmarks share (gpu_check, gemm_peak, read_bw): a CUDA call check that
+// What the standalone GPU benchmarks share (gpu_check, gemm_peak, wgmma_peak, read_bw): a CUDA call check that
 // exits with the call site, and the median-of-launches timer.
 #pragma once
 #include <cuda_runtime.h>

@@ -10,7 +10,8 @@
 //          kernel at kernel level on every linear shape, each token's bits against one launch shape.
 // --bench: forward time for n = 1..64 at cache length 512 and 2048 (dummy Llama-2-7B shape in fp16
 //          and the pycode-small shape), the bandwidth floor measured in the same run, 7B prefill
-//          TFLOP/s against a bf16 mma.sync GEMM measured in the same run.
+//          TFLOP/s against the dense bf16/f16 wgmma peak measured in the same run (wgmma_peak.cu) and
+//          against the mma.sync ceilings our kernels live under (gemm_peak.cu).
 // --read:  only the read-bandwidth ceilings (read_bw.cu) next to the copy bandwidth.
 // --ncu:   for Nsight Compute (`ncu --profile-from-start off`): one 7B fp16 forward at cache 512 for
 //          n = 1 and a random tree of n = 32, graphs replayed, inside cudaProfilerStart/Stop.
@@ -625,6 +626,7 @@ static double copyBandwidth() {
 
 double gemmPeak(double* relErrOut);  // gemm_peak.cu
 double mmaPeak(std::string* detail);  // gemm_peak.cu
+double wgmmaPeak(bool f16);           // wgmma_peak.cu
 // The 7B shape's decode matrices, for read_bw.cu's launch-shape ceilings.
 static std::vector<ReadShape> readShapes7b() {
   const ModelConfig c = llama7bConfig();
@@ -925,9 +927,10 @@ int main(int argc, char** argv) {
       const double gemm = gemmPeak(&gemmErr);
       std::string peakDetail;
       const double peak = mmaPeak(&peakDetail);
-      LOG(" device-to-device copy: %.0f GB/s (read + written); mma.sync from registers: %.0f TFLOP/s (%s); "
-          "bf16 mma.sync GEMM 8192^3: %.0f TFLOP/s (rel err %.1e)\n",
-          bw / 1e9, peak / 1e12, peakDetail.c_str(), gemm / 1e12, gemmErr);
+      const double wgBf16 = wgmmaPeak(false), wgF16 = wgmmaPeak(true);
+      LOG(" device-to-device copy: %.0f GB/s (read + written); dense wgmma peak: bf16 %.0f, f16 %.0f TFLOP/s; mma.sync from "
+          "registers: %.0f TFLOP/s (%s); bf16 mma.sync GEMM 8192^3: %.0f TFLOP/s (rel err %.1e)\n",
+          bw / 1e9, wgBf16 / 1e12, wgF16 / 1e12, peak / 1e12, peakDetail.c_str(), gemm / 1e12, gemmErr);
       for (const std::string& l : readBandwidths(readShapes7b())) LOG(" %s\n", l.c_str());
       struct Row {
         std::string model;
@@ -999,12 +1002,14 @@ int main(int argc, char** argv) {
           const double flops = 2 * matParams * 1024 + 2.0 * cfg.vocab * H;  // LM head on the last row only
           // Attention (QK^T and PV, causal): 2 * 2 * heads * headDim * sum_i (i+1).
           const double attn = 4.0 * cfg.heads * cfg.headDim * (1024.0 * 1025 / 2) * cfg.layers;
-          char buf[256];
+          const double tf = flops / (t.deviceMs * 1e-3);
+          char buf[384];
           std::snprintf(buf, sizeof buf,
-                        "7B prefill 1024 tokens: %.1f ms device -> %.0f TFLOP/s model matmul FLOPs (%.0f incl. attention); "
-                        "the tensor cores do 2x that (hi + lo activations): %.0f%% of the mma.sync register loop",
-                        t.deviceMs, flops / (t.deviceMs * 1e-3) / 1e12, (flops + attn) / (t.deviceMs * 1e-3) / 1e12,
-                        100.0 * 2 * flops / (t.deviceMs * 1e-3) / peak);
+                        "7B prefill 1024 tokens: %.1f ms device -> %.0f TFLOP/s model matmul FLOPs (%.0f incl. attention) = "
+                        "%.0f%% of the dense bf16 wgmma peak measured in this run (%.0f%% of f16's); the tensor cores do 2x "
+                        "that (hi + lo activations, mma.sync): %.0f%% of the mma.sync register loop",
+                        t.deviceMs, tf / 1e12, (flops + attn) / (t.deviceMs * 1e-3) / 1e12, 100.0 * tf / wgBf16,
+                        100.0 * tf / wgF16, 100.0 * 2 * tf / peak);
           extra.push_back(buf);
           LOG("  %s\n", buf);
         }
@@ -1033,8 +1038,9 @@ int main(int argc, char** argv) {
             100.0 * r.floorMs / r.dev, r.dev / one);
       }
       for (const std::string& e : extra) LOG("%s\n", e.c_str());
-      LOG("copy bandwidth %.0f GB/s; mma.sync peak %.0f TFLOP/s (from registers, best of %s; an 8192^3 bf16 mma.sync GEMM: %.0f)\n",
-          bw / 1e9, peak / 1e12, peakDetail.c_str(), gemm / 1e12);
+      LOG("copy bandwidth %.0f GB/s; dense wgmma peak bf16 %.0f / f16 %.0f TFLOP/s; mma.sync peak %.0f TFLOP/s (from registers, "
+          "best of %s; an 8192^3 bf16 mma.sync GEMM: %.0f)\n",
+          bw / 1e9, wgBf16 / 1e12, wgF16 / 1e12, peak / 1e12, peakDetail.c_str(), gemm / 1e12);
     }
   } catch (const Error& e) {
     LOG("ERROR %s: %s\n", e.code.c_str(), e.what());
