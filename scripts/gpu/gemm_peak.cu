@@ -13,8 +13,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <type_traits>
 #include <vector>
 
+#include "../../native/cuda/mma.cuh"
 #include "bench_util.cuh"
 
 namespace {
@@ -30,12 +32,8 @@ __device__ __forceinline__ void ldsm4(uint32_t (&r)[4], const void* s) {
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                : "r"((unsigned)__cvta_generic_to_shared(s)));
 }
-__device__ __forceinline__ void mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
+// The backend's own instruction wrapper (mma.sync m16n8k16, fp32 accumulate).
+using casspec::cuda::mma16816;
 
 __global__ void __launch_bounds__(256) gemmKernel(const __nv_bfloat16* A, const __nv_bfloat16* B, float* C, int M, int N, int K) {
   extern __shared__ __align__(16) __nv_bfloat16 sm[];
@@ -76,7 +74,7 @@ __global__ void __launch_bounds__(256) gemmKernel(const __nv_bfloat16* A, const 
 #pragma unroll
       for (int i = 0; i < 4; ++i)
 #pragma unroll
-        for (int j = 0; j < 4; ++j) mma(acc[i][j], a[i], b[j >> 1][(j & 1) * 2], b[j >> 1][(j & 1) * 2 + 1]);
+        for (int j = 0; j < 4; ++j) mma16816<__nv_bfloat16>(acc[i][j], a[i], b[j >> 1][(j & 1) * 2], b[j >> 1][(j & 1) * 2 + 1]);
     }
   }
   const int g = lane >> 2, t = lane & 3;
@@ -105,16 +103,6 @@ __global__ void randomFill(__nv_bfloat16* p, size_t n, uint32_t seed) {
 // (7B prefill measured 105-124% of the random-bf16 figure).
 constexpr int kChains = 8, kIters = 4096;  // 16 chains measured lower (594 vs 612 TFLOP/s on the H200)
 template <bool F16>
-__device__ __forceinline__ void mmaAny(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  if constexpr (F16)
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-  else
-    mma(c, a, b0, b1);
-}
-template <bool F16>
 __global__ void __launch_bounds__(256) mmaThroughputKernel(float* out, uint32_t seed, bool zeros) {
   const uint32_t z = zeros ? 0u : 0xffffffffu;
   uint32_t a[4], b0 = (seed ^ threadIdx.x) & z, b1 = (seed * 3 + threadIdx.x) & z;
@@ -122,7 +110,7 @@ __global__ void __launch_bounds__(256) mmaThroughputKernel(float* out, uint32_t 
   float c[kChains][4] = {};
   for (int it = 0; it < kIters; ++it)
 #pragma unroll
-    for (int j = 0; j < kChains; ++j) mmaAny<F16>(c[j], a, b0, b1);
+    for (int j = 0; j < kChains; ++j) mma16816<std::conditional_t<F16, __half, __nv_bfloat16>>(c[j], a, b0, b1);
   float sum = 0.f;
   for (int j = 0; j < kChains; ++j) sum += c[j][0] + c[j][1] + c[j][2] + c[j][3];
   if (sum == 1234.5f) out[blockIdx.x] = sum;  // keeps the work alive; never true for these inputs
