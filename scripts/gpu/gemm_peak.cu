@@ -23,16 +23,12 @@ namespace {
 
 constexpr int BM = 128, BN = 128, BK = 64, STAGES = 3, LDS = BK + 8;  // padded rows: conflict-free ldmatrix
 
-
-__device__ __forceinline__ void cpAsync(void* s, const void* g) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"((unsigned)__cvta_generic_to_shared(s)), "l"(g));
-}
-__device__ __forceinline__ void ldsm4(uint32_t (&r)[4], const void* s) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"((unsigned)__cvta_generic_to_shared(s)));
-}
-// The backend's own instruction wrapper (mma.sync m16n8k16, fp32 accumulate).
+// The backend's own instruction wrappers (cp.async 16 B and its groups, ldmatrix x4, mma.sync m16n8k16
+// with fp32 accumulate).
+using casspec::cuda::cpAsync16;
+using casspec::cuda::cpAsyncCommit;
+using casspec::cuda::cpAsyncWait;
+using casspec::cuda::ldmatrixX4;
 using casspec::cuda::mma16816;
 
 __global__ void __launch_bounds__(256) gemmKernel(const __nv_bfloat16* A, const __nv_bfloat16* B, float* C, int M, int N, int K) {
@@ -47,30 +43,30 @@ __global__ void __launch_bounds__(256) gemmKernel(const __nv_bfloat16* A, const 
     const int k0 = kt * BK;
     for (int e = tid; e < BM * BK / 8; e += 256) {
       const int r = e / (BK / 8), c = (e % (BK / 8)) * 8;
-      cpAsync(As + (stage * BM + r) * LDS + c, A + (size_t)(m0 + r) * K + k0 + c);
-      cpAsync(Bs + (stage * BN + r) * LDS + c, B + (size_t)(n0 + r) * K + k0 + c);
+      cpAsync16(As + (stage * BM + r) * LDS + c, A + (size_t)(m0 + r) * K + k0 + c);
+      cpAsync16(Bs + (stage * BN + r) * LDS + c, B + (size_t)(n0 + r) * K + k0 + c);
     }
   };
   const int KT = K / BK;
   for (int s = 0; s < STAGES - 1; ++s) {
     if (s < KT) load(s, s);
-    asm volatile("cp.async.commit_group;\n");
+    cpAsyncCommit();
   }
   for (int kt = 0; kt < KT; ++kt) {
-    asm volatile("cp.async.wait_group %0;\n" ::"n"(STAGES - 2));
+    cpAsyncWait<STAGES - 2>();
     __syncthreads();
     if (kt + STAGES - 1 < KT) load((kt + STAGES - 1) % STAGES, kt + STAGES - 1);
-    asm volatile("cp.async.commit_group;\n");
+    cpAsyncCommit();
     const int st = kt % STAGES;
 #pragma unroll
     for (int kk = 0; kk < BK; kk += 16) {
       uint32_t a[4][4], b[2][4];
 #pragma unroll
       for (int i = 0; i < 4; ++i)
-        ldsm4(a[i], As + (st * BM + wm * 64 + i * 16 + (lane & 15)) * LDS + kk + (lane >> 4) * 8);
+        ldmatrixX4(a[i], As + (st * BM + wm * 64 + i * 16 + (lane & 15)) * LDS + kk + (lane >> 4) * 8);
 #pragma unroll
       for (int j = 0; j < 2; ++j)
-        ldsm4(b[j], Bs + (st * BN + wn * 32 + j * 16 + (lane & 7) + ((lane >> 4) << 3)) * LDS + kk + ((lane >> 3) & 1) * 8);
+        ldmatrixX4(b[j], Bs + (st * BN + wn * 32 + j * 16 + (lane & 7) + ((lane >> 4) << 3)) * LDS + kk + ((lane >> 3) & 1) * 8);
 #pragma unroll
       for (int i = 0; i < 4; ++i)
 #pragma unroll
