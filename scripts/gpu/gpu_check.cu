@@ -627,6 +627,7 @@ static double copyBandwidth() {
 double gemmPeak(double* relErrOut);  // gemm_peak.cu
 double mmaPeak(std::string* detail);  // gemm_peak.cu
 double wgmmaPeak(bool f16);           // wgmma_peak.cu
+std::vector<std::string> wgmmaProbe(const std::vector<ReadShape>& shapes, int& bad);  // wgmma_stream.cu
 // The 7B shape's decode matrices, for read_bw.cu's launch-shape ceilings.
 static std::vector<ReadShape> readShapes7b() {
   const ModelConfig c = llama7bConfig();
@@ -751,6 +752,33 @@ static void linearShapeBitwise(const std::string& label, int M, int K, bool bf16
   check(mag > 0 && std::isfinite(mag), label + ": matrix test produced no output");
 }
 
+// Today's matrix kernel alone on one shape (residual epilogue, packed B), n tokens: median us over
+// weight copies that rotate through 1.5 GB, so L2 holds none of the run's weights.
+static double linearShapeUs(int M, int K, int n) {
+  const int MT = (M + 15) / 16, KT = (K + 15) / 16, S = cuda::chooseSplits(MT, KT);
+  const int MTa = (MT + 7) / 8 * 8, ntb = n <= 8 ? 1 : n <= 16 ? 2 : n <= 32 ? 4 : 8, groups = (n + ntb * 8 - 1) / (ntb * 8);
+  const size_t bytes = (size_t)MTa * KT * 512, poolBytes = (size_t)1536 << 20;
+  const int copies = (int)std::max<size_t>(1, poolBytes / bytes);
+  DevMem pool(poolBytes), bp((size_t)8 * KT * 512), out((size_t)64 * M * 4), ws(cuda::linearWorkspaceBytes(MT, S, 64)),
+      cnt((size_t)cuda::linearCounters(MT, 8) * 4);
+  CK(cudaMemset(pool.p, 0, poolBytes));
+  CK(cudaMemset(bp.p, 0, (size_t)8 * KT * 512));
+  CK(cudaMemset(cnt.p, 0, (size_t)cuda::linearCounters(MT, 8) * 4));
+  std::vector<int32_t> hp(cuda::kP_headerSize + 4 * 64 + 1, 0);
+  hp[cuda::kP_n] = n, hp[cuda::kP_nOut] = n;
+  for (int f : {cuda::kP_tokens, cuda::kP_slots, cuda::kP_positions, cuda::kP_ancOffsets, cuda::kP_ancSlots, cuda::kP_outRows})
+    hp[f] = cuda::kP_headerSize;
+  DevMem params(hp.size() * 4);
+  CK(cudaMemcpy(params.p, hp.data(), hp.size() * 4, cudaMemcpyHostToDevice));
+  cuda::LinArgs a;
+  a.M = M, a.K = K, a.MT = MT, a.KT = KT, a.S = S, a.params = params.as<int32_t>(), a.bPacked = bp.p;
+  a.ws = ws.as<float>(), a.counters = cnt.as<int>(), a.epi = cuda::Epilogue::Residual, a.resid = out.as<float>();
+  return 1e3 * medianMs([&](int i) {
+    a.w = static_cast<const uint8_t*>(pool.p) + (size_t)(i % copies) * bytes;
+    cuda::launchLinear(a, ntb, groups, /*bf16=*/false, /*pdl=*/false, 0);
+  });
+}
+
 // Every linear shape of a model config (qkv, o, gate/up, down, lm head as the backend packs them).
 static void linearShapesBitwise(const std::string& label, const ModelConfig& c, bool bf16) {
   const int Fp = (c.ffn + 15) / 16 * 16;
@@ -791,6 +819,17 @@ int main(int argc, char** argv) {
       std::printf("device-to-device copy: %.0f GB/s (read + written)\n", copyBandwidth() / 1e9);
       for (const std::string& l : readBandwidths(readShapes7b())) std::printf("%s\n", l.c_str());
       return 0;
+    }
+    if (a == "--wgmma") {  // the wgmma matrix-kernel probe (wgmma_stream.cu) next to today's kernel
+      cuda::linearPrepare();
+      int bad = 0;
+      for (const std::string& l : wgmmaProbe(readShapes7b(), bad)) std::printf("%s\n", l.c_str());
+      for (const ReadShape& sh : readShapes7b())
+        std::printf("linear kernel %-12s n=1 %.2f us, n=8 %.2f, n=16 %.2f, n=32 %.2f, n=64 %.2f\n", sh.name.c_str(),
+                    linearShapeUs(sh.M, sh.K, 1), linearShapeUs(sh.M, sh.K, 8), linearShapeUs(sh.M, sh.K, 16),
+                    linearShapeUs(sh.M, sh.K, 32), linearShapeUs(sh.M, sh.K, 64));
+      for (const std::string& l : readBandwidths(readShapes7b())) std::printf("%s\n", l.c_str());
+      return bad == 0 ? 0 : 1;
     }
     if (a == "--models" && i + 1 < argc) models = argv[++i];
     if (a == "--out" && i + 1 < argc) outDir = argv[++i];
