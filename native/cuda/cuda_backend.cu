@@ -34,7 +34,6 @@ Tuning Tuning::fromEnv() {
   t.pdlEarly = flag("CASSPEC_CUDA_PDL_EARLY", true);
   t.graphs = flag("CASSPEC_CUDA_GRAPHS", true);
   t.attnTail = flag("CASSPEC_CUDA_ATTN_TAIL", true);
-  if (const char* v = std::getenv("CASSPEC_CUDA_FUSED_NORM")) t.fusedNormMax = std::max(0, std::atoi(v));
   if (const char* v = std::getenv("CASSPEC_CUDA_SPLIT_TARGET")) t.splitTarget = std::max(1, std::atoi(v));
   if (const char* v = std::getenv("CASSPEC_CUDA_SPLIT_MIN_TILES")) t.splitMinTiles = std::max(1, std::atoi(v));
   if (const char* v = std::getenv("CASSPEC_CUDA_KV")) t.kv = std::strcmp(v, "f32") == 0 ? 1 : std::strcmp(v, "half") == 0 ? 2 : 0;
@@ -58,9 +57,9 @@ CudaBackend::CudaBackend(const ModelConfig& c, const BackendOptions& o) : c_(c) 
   DeviceGuard guard(device_);
   cudaDeviceProp p;
   CUDA_CHECK(cudaGetDeviceProperties(&p, device_));
-  require(p.major >= 9, "E_BACKEND",
+  require(p.major == 9, "E_BACKEND",
           std::string("cuda device ") + p.name + " has compute capability " + std::to_string(p.major) + "." +
-              std::to_string(p.minor) + "; this build needs 9.0 (Hopper) or newer");
+              std::to_string(p.minor) + "; this build's matrix kernel uses sm_90a instructions (wgmma): Hopper (9.0) only");
   require(attentionSupportsHeadDim(c.headDim), "E_CONFIG",
           "cuda backend supports head_dim 32, 64 or 128, got " + std::to_string(c.headDim));
   tune_ = Tuning::fromEnv();

@@ -24,7 +24,6 @@ struct Tuning {
   int splitTarget = 396;  // CASSPEC_CUDA_SPLIT_TARGET: resident blocks per wave (chooseSplits)
   int splitMinTiles = 4;  // CASSPEC_CUDA_SPLIT_MIN_TILES: fewest k-tiles per split (chooseSplits)
   bool attnTail = true;   // CASSPEC_CUDA_ATTN_TAIL=0: tree tails read K/V from global memory (same bits)
-  int fusedNormMax = -1;  // CASSPEC_CUDA_FUSED_NORM=<tokens>: fuse RMSNorm up to this batch size (same bits)
   static Tuning fromEnv();
 };
 

@@ -100,13 +100,6 @@ void CudaContext::enqueue(int maxTokens, const uint8_t* skip, int quant, bool wi
   const int32_t* P = params_.get<int32_t>();
   const int ntb = ntbFor(maxTokens);
   const int groups = (maxTokens + ntb * 8 - 1) / (ntb * 8);
-  // Small batches of short rows normalise inside the matrix kernel (one launch less per
-  // sub-layer); otherwise the norm runs once into a packed buffer, because every block of the
-  // fused kernel recomputes its tokens' 1/rms over the whole row. Measured on the H200: the 7B
-  // shape (hidden 4096) is 2% faster separate at n = 1 and 10% at n = 16; pycode-small (256) is
-  // 5% faster fused at n = 1..8 and even at 16. Same warpRstd and packNormSlot: same bits.
-  const int fuseMax = be_.tuning().fusedNormMax;
-  const bool fusedNorm = fuseMax >= 0 ? maxTokens <= fuseMax : ntb <= 2 && c.hidden <= 1024;
   const int H = c.hidden, hKT = tilesOf(H);
   const size_t layerElems = (size_t)capacity_ * c.kvDim();
   const int kvBytes = be_.kvElemBytes();
@@ -134,20 +127,11 @@ void CudaContext::enqueue(int maxTokens, const uint8_t* skip, int quant, bool wi
     a.epi = epi;
     return a;
   };
+  // RMSNorm into the packed B buffer the next matrix kernel streams.
   auto normInput = [&](LinArgs& a, const float* normW, bool rowsAreOut) {
-    if (fusedNorm) {
-      a.bsrc = BSource::Norm;
-      a.x = sc.x.get<float>();
-      a.ldx = H;
-      a.K = H;
-      a.normW = normW;
-      a.eps = c.rmsEps;
-    } else {
-      launchNormPack(sc.x.get<float>(), H, normW, c.rmsEps, P, rowsAreOut, sc.xPack.get(), hKT, maxTokens, bf16, pdl, early, s);
-      mark("rmsnorm (separate)");
-      a.bsrc = BSource::Packed;
-      a.bPacked = sc.xPack.get();
-    }
+    launchNormPack(sc.x.get<float>(), H, normW, c.rmsEps, P, rowsAreOut, sc.xPack.get(), hKT, maxTokens, bf16, pdl, early, s);
+    mark("rmsnorm");
+    a.bPacked = sc.xPack.get();
   };
 
   // Quant mode kQuantInt8: each projection's input is quantized per token into sc.xq / sc.sx,

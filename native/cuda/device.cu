@@ -35,13 +35,13 @@ bool cudaUsable(std::string& why) {
   for (int d = 0; d < count; ++d) {
     cudaDeviceProp p;
     if (cudaGetDeviceProperties(&p, d) != cudaSuccess) continue;
-    if (p.major >= 9) {
+    if (p.major == 9) {  // sm_90a code runs on compute capability 9.0 only (wgmma has no portable PTX)
       why = "device " + std::to_string(d) + ": " + cuda::describeDevice(d);
       return true;
     }
     found += (found.empty() ? "" : ", ") + std::string(p.name) + " (sm_" + std::to_string(p.major) + std::to_string(p.minor) + ")";
   }
-  why = "no Hopper-class GPU (compute capability 9.0+) found; this build has sm_90a code only. Found: " + found;
+  why = "no Hopper GPU (compute capability 9.0) found; this build's matrix kernel uses sm_90a instructions (wgmma). Found: " + found;
   return false;
 }
 

@@ -24,11 +24,11 @@ __global__ void embedKernel(const uint16_t* __restrict__ e, int KT, int H_, cons
   for (int k = threadIdx.x; k < H_; k += blockDim.x) x[(size_t)t * H_ + k] = Half<H>::fromBits(e[packedA(tok, k, KT)]);
 }
 
-// One block per token: warp 0 computes 1/rms (warpRstd, the same reduction as the matrix
-// kernel's fused prologue), then the block writes the packed slots of every k-tile.
+// One block per token: warp 0 computes 1/rms (warpRstd), then the block writes the token's packed
+// hi and lo runs of 8 k each.
 template <class H>
 __global__ void normPackKernel(const float* __restrict__ x, int H_, const float* __restrict__ w, float eps,
-                               const int32_t* params, bool rowsAreOut, uint4* __restrict__ packed, int KT, bool releaseFirst) {
+                               const int32_t* params, bool rowsAreOut, uint16_t* __restrict__ packed, int KT, bool releaseFirst) {
   __shared__ float r;
   const Params P{params};
   gridDepSync(releaseFirst);  // its dependent, a matrix kernel, reads only weights before waiting
@@ -42,11 +42,12 @@ __global__ void normPackKernel(const float* __restrict__ x, int H_, const float*
     if (threadIdx.x == 0) r = v;
   }
   __syncthreads();
-  // Lanes of this token inside its 8-token tile: (t % 8) * 4 + q, q = 0..3.
-  for (int e = threadIdx.x; e < KT * 4; e += blockDim.x) {
-    const int kt = e >> 2, q = e & 3;
-    const int lane = (t & 7) * 4 + q;
-    packed[((size_t)(t >> 3) * KT + kt) * 32 + lane] = packNormSlot<H>(xr, w, r, kt * 16 + 2 * q, H_);
+  for (int e = threadIdx.x; e < KT * 2; e += blockDim.x) {
+    uint4 hi, lo;
+    normRun8<H>(xr, w, r, 8 * e, H_, hi, lo);
+    uint16_t* dst = packed + packedB(t, 8 * e, KT);
+    *reinterpret_cast<uint4*>(dst) = hi;
+    *reinterpret_cast<uint4*>(dst + kPackedLo) = lo;
   }
 }
 
@@ -85,7 +86,7 @@ void launchEmbed(const void* embedPacked, int KT, int H, const int32_t* params, 
 
 void launchNormPack(const float* x, int H, const float* w, float eps, const int32_t* params, bool rowsAreOut, void* packed,
                     int KT, int maxTokens, bool bf16, bool pdl, bool releaseFirst, cudaStream_t stream) {
-  auto* p = static_cast<uint4*>(packed);
+  auto* p = static_cast<uint16_t*>(packed);
   if (bf16)
     launchKernel(normPackKernel<__nv_bfloat16>, dim3(maxTokens), dim3(256), 0, stream, pdl, "normPackKernel", x, H, w, eps,
                  params, rowsAreOut, p, KT, releaseFirst);

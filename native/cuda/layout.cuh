@@ -1,16 +1,18 @@
 // Memory layouts shared by the weight packer, the matrix kernel and the kernels that produce
-// matrix inputs.
+// matrix inputs. Both are wgmma's no-swizzle K-major layout (wgmma.cuh): core matrices of 8 rows
+// x 8 k (16 bytes per row, 128 bytes per core matrix).
 //
 // Weights ("A" operand): a matrix W [M x K] is padded to [16*MT x 16*KT] with zeros (MT a multiple
-// of kRowGroup) and stored as 16x16 tiles of 512 bytes: 32 lanes x 8 halves, where lane l's 8
-// halves are exactly its mma.m16n8k16 A fragment (a0..a7). Tile (mt, kt) sits at tile index
-// ((mt / kRowGroup) * KT + kt) * kRowGroup + mt % kRowGroup: the kRowGroup row tiles a matrix-
-// kernel block streams lie side by side for each k-tile, so the block reads one contiguous 4 KB
-// run per step (one 16-byte load per lane per warp) instead of 8 runs of 512 bytes.
+// of kRowGroup). A row group (kRowGroup row tiles = 128 rows) stores each k-tile as one contiguous
+// 4 KB run at ((rowGroup * KT) + kt) * 4 KB, so a (row group, K split) stream is contiguous and one
+// bulk copy moves several k-tiles. Inside the run: [warpgroup half (64 rows)][k half (8 k)][row
+// group of 8][row][k], i.e. for one warpgroup's wgmma: LBO 1024 bytes (k halves), SBO 128 (8-row
+// groups).
 //
 // Activations ("B" operand, tokens as columns): X [n x K] is stored as tiles of 8 tokens x 16 k,
-// tile (nt, kt) at index nt*KT + kt, 32 lanes x 8 halves = {b0 b1 b2 b3 of hi, b0 b1 b2 b3 of lo}
-// (see splitHiLo in mma.cuh). One 16-byte load gives a lane both B fragments of a tile.
+// tile (nt, kt) at byte (nt * KT + kt) * 512, each holding the tokens' hi halves then their lo
+// halves (splitHiLo in mma.cuh): [hi/lo][k half][token][k], i.e. wgmma columns 8 tokens of hi then
+// 8 of lo: LBO 128 bytes, SBO 256 when a stage stores a k-tile's n-tiles side by side.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -29,20 +31,17 @@ CASSPEC_HDI int tilesOf(int64_t n) { return (int)((n + kTile - 1) / kTile); }
 
 // Element (m, k) of a packed weight matrix with KT k-tiles: index in halves.
 CASSPEC_HDI size_t packedA(int64_t m, int64_t k, int KT) {
-  const int r = (int)(m & 15), c = (int)(k & 15);
-  const int lane = (r & 7) * 4 + ((c & 7) >> 1);
-  const int idx = (((c >> 3) << 1) | (r >> 3)) * 2 + (c & 1);
-  const int64_t mt = m >> 4;
-  return ((((size_t)(mt / kRowGroup) * KT + (k >> 4)) * kRowGroup + mt % kRowGroup) * 32 + lane) * 8 + idx;
+  const int r = (int)(m & 127), c = (int)(k & 15);
+  const int inRun = (r >> 6) * 1024 + (c >> 3) * 512 + ((r >> 3) & 7) * 64 + (r & 7) * 8 + (c & 7);
+  return ((size_t)(m >> 7) * KT + (k >> 4)) * (kRowGroup * 256) + inRun;
 }
 
 // Element (token t, k) of a packed activation with KT k-tiles: index (in halves) of its hi half;
-// the lo half sits 4 halves later.
+// the lo half sits kPackedLo halves later.
+constexpr int kPackedLo = 128;
 CASSPEC_HDI size_t packedB(int64_t t, int64_t k, int KT) {
-  const int n = (int)(t & 7), c = (int)(k & 15);
-  const int lane = n * 4 + ((c & 7) >> 1);
-  const int idx = ((c >> 3) << 1) + (c & 1);
-  return ((size_t)((t >> 3) * KT + (k >> 4)) * 32 + lane) * 8 + idx;
+  const int c = (int)(k & 15);
+  return ((size_t)(t >> 3) * KT + (k >> 4)) * 256 + (c >> 3) * 64 + (int)(t & 7) * 8 + (c & 7);
 }
 
 // Row order inside the fused QKV matrix. Within each head of Wq, Wk and Wv, packed row tile j

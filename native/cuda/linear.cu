@@ -11,6 +11,7 @@
 #include "mma.cuh"
 #include "params.cuh"
 #include "rmsnorm.cuh"
+#include "wgmma.cuh"
 
 #include <string>
 
@@ -49,57 +50,38 @@ __device__ __forceinline__ void epiPair(const LinArgs& a, const Params& P, int m
   }
 }
 
-// One k-tile of weights (A, this lane's fragment) against the staged B tiles of the block's tokens:
-// acc += W * x_hi, then acc += W * x_lo, per n-tile. (Computing every n-tile without the predicate,
-// or the hi products of all n-tiles before the lo ones, measured 10-35% slower at 7B n = 16..64; in
-// one form the compiler copied each refilled ring slot through a temporary at once, serialising the
-// weight loads. bench/RESULTS.md, fourth session.)
-template <class H, int NTB>
-__device__ __forceinline__ void kTileMma(float (&acc)[NTB][4], const uint32_t (&A)[4], const uint4* bs, int ntiles) {
-#pragma unroll
-  for (int nt = 0; nt < NTB; ++nt) {
-    if (nt < ntiles) {
-      const uint4 bv = bs[nt * 32];
-      mma16816<H>(acc[nt], A, bv.x, bv.y);  // W * x_hi
-      mma16816<H>(acc[nt], A, bv.z, bv.w);  // W * x_lo
-    }
-  }
-}
-
+// Ring geometry: a stage holds kKps k-tiles of the block's weights (one contiguous copy of kKps x
+// 4 KB) and of its tokens' B tiles (one 512-byte copy per n-tile and k-tile).
 template <int NTB> struct LinCfg {
-  static constexpr int kRing = NTB <= 2 ? 8 : 4;  // weight tiles in flight per lane
-  static constexpr int kStage = 32 / NTB;         // k-tiles of B staged per round (16 KB)
-  static constexpr int kStageBytes = kStage * NTB * 512;
-  static constexpr int kPartBytes = kLinWarps * NTB * 512;
-  // Two stage buffers (packed B is prefetched one round ahead with cp.async), later reused for
-  // the split partials; then 64 floats of per-token 1/rms.
-  static constexpr int kSmemBytes = (2 * kStageBytes > kPartBytes ? 2 * kStageBytes : kPartBytes) + 64 * 4;
-  static_assert(kStage % kRing == 0, "rounds must keep the weight ring aligned");
-  // 3 resident blocks per SM (<= 85 registers) up to 32 tokens: more loads in flight, one block's
-  // prologue/epilogue overlapped by two others' streams, and chooseSplits' one-wave sizing holds.
+  static constexpr int kStageA = kLinKps * kLinATile;
+  static constexpr int kStage = kStageA + kLinKps * NTB * kLinBTile;
+  static constexpr int kPartBytes = kLinWarps * NTB * 512;  // split partials, after the ring is drained
+  static constexpr int kRingBytes = kLinStages * kStage;
+  static constexpr int kSmemBytes = (kRingBytes > kPartBytes ? kRingBytes : kPartBytes) + 2 * kLinStages * 8;
+  // 3 resident blocks per SM up to 32 tokens (<= 72 registers): chooseSplits sizes one wave of them.
   static constexpr int kMinBlocks = NTB <= 4 ? 3 : 2;
 };
 
+__device__ __forceinline__ void consumerSync() { asm volatile("bar.sync 1, %0;\n" ::"n"(kLinConsumers) : "memory"); }
+
 // Grid: one block per (row group rb of 8 row tiles, split s, token group tg), token group fastest
-// (blocks sharing weights run together). Several blocks per SM stay resident, so one block's
-// prologue (B staging) and epilogue (split combine) overlap the others' weight streams.
+// (blocks sharing weights run together). Warps 0-7 are two consumer warpgroups (row tiles 4 wg ..
+// 4 wg + 3 of the row group), warp 8 the producer that fills the ring.
 template <class H, int NTB>
 __global__ void __launch_bounds__(kLinThreads, LinCfg<NTB>::kMinBlocks) linearKernel(const LinArgs a, int tokenGroups) {
   using C = LinCfg<NTB>;
-  extern __shared__ __align__(128) uint8_t smem[];
-  const bool packed = a.bsrc == BSource::Packed;
-  uint4* stage = reinterpret_cast<uint4*>(smem);
+  extern __shared__ __align__(1024) uint8_t smem[];
+  uint64_t* full = reinterpret_cast<uint64_t*>(smem + (C::kSmemBytes - 2 * kLinStages * 8));
+  uint64_t* empty = full + kLinStages;
   float4* part = reinterpret_cast<float4*>(smem);
-  float* rstd = reinterpret_cast<float*>(smem + C::kSmemBytes - 64 * 4);
   __shared__ int isLast;
 
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int tg = blockIdx.x % tokenGroups;
   const int rest = blockIdx.x / tokenGroups;
   const int s = rest % a.S, rb = rest / a.S;
-  const int mt = rb * kLinWarps + warp;
-  const bool rowOk = mt < a.MT;
   const int kt0 = (int)((int64_t)s * a.KT / a.S), kt1 = (int)((int64_t)(s + 1) * a.KT / a.S);
+  const int nStages = (kt1 - kt0 + kLinKps - 1) / kLinKps;
 
   // The parameter block was copied before the graph started: safe to read before gridDepWait.
   const Params P{a.params};
@@ -108,102 +90,85 @@ __global__ void __launch_bounds__(kLinThreads, LinCfg<NTB>::kMinBlocks) linearKe
   if (tok0 >= count) return;
   const int ntiles = min(NTB, (count - tok0 + 7) / 8);
 
-  // Start streaming weights before waiting for the previous kernel: they do not depend on it.
-  // The block's row tiles are interleaved per k-tile (layout.cuh): k-tile kk of this warp's tile
-  // is at wrow + kk * kStep.
-  constexpr int kStep = kLinWarps * 32;
-  const uint4* wrow = static_cast<const uint4*>(a.w) + ((size_t)rb * a.KT * kLinWarps + warp) * 32 + lane;
-  uint4 ring[C::kRing];
-#pragma unroll
-  for (int i = 0; i < C::kRing; ++i)
-    if (rowOk && kt0 + i < kt1) ring[i] = ldStream(wrow + (size_t)(kt0 + i) * kStep);
-  if (rowOk)
-    for (int kk = kt0 + C::kRing; kk < min(kt1, kt0 + 3 * C::kRing); ++kk) prefetchL2(wrow + (size_t)kk * kStep);
+  if (threadIdx.x == 0) {
+    for (int i = 0; i < kLinStages; ++i) {
+      mbarInit(&full[i], 1);
+      mbarInit(&empty[i], kLinConsumers);
+    }
+    mbarInitFence();
+  }
+  __syncthreads();
+
+  if (warp == kLinWarps) {
+    // Producer. The weights of the first stages do not depend on the previous kernel: their copies
+    // start before the PDL wait; the B tiles (its outputs) after it.
+    const uint8_t* wBase = static_cast<const uint8_t*>(a.w) + ((size_t)rb * a.KT + kt0) * kLinATile;
+    const uint8_t* bBase = static_cast<const uint8_t*>(a.bPacked) + (size_t)tg * NTB * a.KT * kLinBTile;
+    auto stageOf = [&](int i) { return smem + (i % kLinStages) * C::kStage; };
+    auto copyA = [&](int i) {
+      const int cnt = min(kLinKps, kt1 - kt0 - i * kLinKps);
+      mbarArriveExpectTx(&full[i % kLinStages], cnt * (kLinATile + ntiles * kLinBTile));
+      bulkCopyG2S(stageOf(i), wBase + (size_t)i * kLinKps * kLinATile, cnt * kLinATile, &full[i % kLinStages]);
+    };
+    auto copyB = [&](int i) {
+      const int cnt = min(kLinKps, kt1 - kt0 - i * kLinKps);
+      for (int c = lane; c < cnt * ntiles; c += 32) {
+        const int j = c / ntiles, nt = c % ntiles;
+        bulkCopyG2S(stageOf(i) + C::kStageA + (j * NTB + nt) * kLinBTile,
+                    bBase + ((size_t)nt * a.KT + kt0 + i * kLinKps + j) * kLinBTile, kLinBTile, &full[i % kLinStages]);
+      }
+    };
+    const int first = min(kLinStages, nStages);
+    if (lane == 0)
+      for (int i = 0; i < first; ++i) copyA(i);
+    gridDepWait();
+    gridDepLaunch();
+    for (int i = 0; i < first; ++i) copyB(i);
+    for (int i = kLinStages; i < nStages; ++i) {
+      mbarWait(&empty[i % kLinStages], ((i / kLinStages) - 1) & 1);
+      if (lane == 0) copyA(i);
+      copyB(i);
+    }
+    return;
+  }
   gridDepWait();
-  gridDepLaunch();
+  gridDepLaunch();  // every thread: a block counts as released once all of its threads have released or exited
 
-  if (a.bsrc == BSource::Norm) {
-    // Fused RMSNorm: per-token 1/rms with the same warp reduction the standalone norm kernel uses.
-    for (int li = warp; li < ntiles * 8; li += kLinWarps) {
-      const int t = tok0 + li;
-      if (t < count) {
-        const int row = a.countIsOut ? P.outRows()[t] : t;
-        const float r = warpRstd(a.x + (size_t)row * a.ldx, a.K, a.eps, lane);
-        if (lane == 0) rstd[li] = r;
-      }
-    }
-    __syncthreads();
-  }
-
+  // Consumers: warpgroup wg multiplies its 64 rows of each k-tile by the stage's N = 16 NTB columns:
+  // n-tile nt's 8 tokens are column groups 2 nt (hi halves) and 2 nt + 1 (lo halves) (layout.cuh).
+  // Per split the wgmma sequence is fixed (k-tiles in ascending order, kLinKps per stage), whatever
+  // NTB and ntiles are; a column's bits do not depend on the others (wgmma.cuh).
   float acc[NTB][4];
+  {
+    constexpr int N = 16 * NTB;
+    const int wg = warp >> 2;
+    float d[N / 2];
 #pragma unroll
-  for (int nt = 0; nt < NTB; ++nt) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.f;
-
-  // Stage B for k-tiles [r0, min(r0 + kStage, kt1)) x NTB n-tiles: buf[((kk - r0) * NTB + nt) * 32 + lane];
-  // n-tiles past the block's tokens are zero. Walking all NTB n-tiles lets the index arithmetic
-  // divide by a constant (7B n = 1 4.67 -> 4.52 ms, prefill 40.2 -> 37.5 ms).
-  auto stageRound = [&](int r0, uint4* buf) {
-    const int r1 = min(kt1, r0 + C::kStage);
-    const int items = (r1 - r0) * NTB * 32;
-#pragma unroll 4
-    for (int e = threadIdx.x; e < items; e += kLinThreads) {
-      const int l = e & 31, nt = (e >> 5) % NTB, kk = r0 + (e >> 5) / NTB;
-      uint4* dst = buf + ((kk - r0) * NTB + nt) * 32 + l;
-      if (nt >= ntiles) {
-        *dst = make_uint4(0, 0, 0, 0);
-      } else if (a.bsrc == BSource::Packed) {
-        cpAsync16(dst, static_cast<const uint4*>(a.bPacked) + ((size_t)(tg * NTB + nt) * a.KT + kk) * 32 + l);
-      } else {
-        const int li = nt * 8 + (l >> 2), t = tok0 + li;
-        if (t < count) {
-          const int row = a.countIsOut ? P.outRows()[t] : t;
-          *dst = packNormSlot<H>(a.x + (size_t)row * a.ldx, a.normW, rstd[li], kk * 16 + 2 * (l & 3), a.K);
-        } else {
-          *dst = make_uint4(0, 0, 0, 0);
-        }
-      }
-    }
-  };
-  constexpr int kBuf = C::kStageBytes / 16;  // buffer b starts at stage + b * kBuf
-  auto bbuf = [&](int b) { return stage + b * kBuf; };
-  if (packed && kt0 < kt1) {
-    stageRound(kt0, stage);
-    cpAsyncCommit();
-  }
-  int cur = 0;
-  for (int r0 = kt0; r0 < kt1; r0 += C::kStage, cur ^= 1) {
-    const int r1 = min(kt1, r0 + C::kStage);
-    if (packed) {
-      // Prefetch the next round into the other buffer (free since the barrier ending the last round).
-      if (r1 < kt1) {
-        stageRound(r1, bbuf(cur ^ 1));
-        cpAsyncCommit();
-        cpAsyncWait<1>();
-      } else {
-        cpAsyncWait<0>();
-      }
-    } else {
-      stageRound(r0, bbuf(cur));
-    }
-    __syncthreads();
-
-    if (rowOk) {
-      const uint4* sb = stage + cur * kBuf;
-      for (int kb = r0; kb < r1; kb += C::kRing) {
+    for (int i = 0; i < N / 2; ++i) d[i] = 0.f;
+    for (int i = 0; i < nStages; ++i) {
+      const int cnt = min(kLinKps, kt1 - kt0 - i * kLinKps);
+      mbarWait(&full[i % kLinStages], (i / kLinStages) & 1);
+      const uint8_t* st = smem + (i % kLinStages) * C::kStage;
+      wgmmaFence();
 #pragma unroll
-        for (int i = 0; i < C::kRing; ++i) {
-          const int kk = kb + i;
-          if (kk < r1) {
-            const uint4 av = ring[i];
-            if (kk + C::kRing < kt1) ring[i] = ldStream(wrow + (size_t)(kk + C::kRing) * kStep);
-            const uint32_t A[4] = {av.x, av.y, av.z, av.w};
-            kTileMma<H, NTB>(acc, A, sb + (kk - r0) * NTB * 32 + lane, ntiles);
-          }
-        }
-      }
+      for (int j = 0; j < kLinKps; ++j)
+        if (j < cnt)
+          Wgmma<N>::template mma<H>(d, gmmaDesc(st + j * kLinATile + wg * 2048, 1024, 128),
+                                    gmmaDesc(st + C::kStageA + j * NTB * kLinBTile, 128, 256));
+      wgmmaCommit();
+      wgmmaWait<1>();  // the previous stage's wgmmas are done: release its slot
+      if (i > 0) mbarArrive(&empty[(i - 1) % kLinStages]);
     }
-    __syncthreads();
+    wgmmaWait<0>();
+#if !defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    __trap();  // the PTX fallback has no wgmma: fail loudly (cudaUsable admits sm_90 devices only)
+#endif
+#pragma unroll
+    for (int nt = 0; nt < NTB; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) acc[nt][e] = d[8 * nt + e] + d[8 * nt + 4 + e];  // x_hi part + x_lo part
   }
+  consumerSync();  // every consumer is past the ring: its shared memory becomes the partials
 
   // Combine the S splits of this row block in split order (whichever block finishes last folds).
 #pragma unroll
@@ -215,7 +180,7 @@ __global__ void __launch_bounds__(kLinThreads, LinCfg<NTB>::kMinBlocks) linearKe
 #pragma unroll
     for (int nt = 0; nt < NTB; ++nt)
       if (nt < ntiles) __stcg(ws + (size_t)s * blockPart + (warp * NTB + nt) * 32 + lane, part[(warp * NTB + nt) * 32 + lane]);
-    __syncthreads();
+    consumerSync();
     if (threadIdx.x == 0) {
       // One thread publishes the block's partials: the barrier orders the other threads' stores
       // before this fence (cumulativity), and only this warp waits for the fence, not all 8 (a
@@ -228,9 +193,9 @@ __global__ void __launch_bounds__(kLinThreads, LinCfg<NTB>::kMinBlocks) linearKe
         __threadfence();
       }
     }
-    __syncthreads();
+    consumerSync();
     if (!isLast) return;
-    for (int e = threadIdx.x; e < kLinWarps * NTB * 32; e += kLinThreads) {
+    for (int e = threadIdx.x; e < kLinWarps * NTB * 32; e += kLinConsumers) {
       if (((e >> 5) % NTB) >= ntiles) continue;
       // Loads 8 at a time (one L2 round trip per 8 splits), folded in split order.
       float4 sum = make_float4(0.f, 0.f, 0.f, 0.f);
@@ -246,7 +211,7 @@ __global__ void __launch_bounds__(kLinThreads, LinCfg<NTB>::kMinBlocks) linearKe
       part[e] = sum;
     }
   }
-  __syncthreads();
+  consumerSync();
 
   // Epilogue over (warp tile, n-tile, lane, column pair): rows g and g+8, token 2*(lane%4) + jj.
   const bool swi = a.epi == Epilogue::SwiGlu;
@@ -255,14 +220,14 @@ __global__ void __launch_bounds__(kLinThreads, LinCfg<NTB>::kMinBlocks) linearKe
     // x += y. Each element belongs to one thread; the old values of kBatch items are loaded
     // before any is stored, so their L2 round trips overlap (a load after a store through the
     // same pointer would wait for it: 8 serial round trips per thread at n = 32).
-    constexpr int kBatch = 8;
-    for (int e0 = threadIdx.x; e0 < items; e0 += kBatch * kLinThreads) {
+    constexpr int kBatch = 4;  // 8 spills at the 72-register cap of 3 blocks per SM
+    for (int e0 = threadIdx.x; e0 < items; e0 += kBatch * kLinConsumers) {
       int idx[kBatch][2];
       float old[kBatch][2], val[kBatch][2];
 #pragma unroll
       for (int i = 0; i < kBatch; ++i) {
         idx[i][0] = idx[i][1] = -1;
-        const int e = e0 + i * kLinThreads;
+        const int e = e0 + i * kLinConsumers;
         if (e >= items) continue;
         const auto [w, nt, l, jj] = epiItem(e, ntiles);
         const int m = rb * kLinWarps + w;
@@ -288,7 +253,7 @@ __global__ void __launch_bounds__(kLinThreads, LinCfg<NTB>::kMinBlocks) linearKe
     }
     return;
   }
-  for (int e = threadIdx.x; e < items; e += kLinThreads) {
+  for (int e = threadIdx.x; e < items; e += kLinConsumers) {
     const auto [w, nt, l, jj] = epiItem(e, ntiles);
     const int m = rb * kLinWarps + w;
     if (m >= a.MT || (swi && (w & 1))) continue;

@@ -1,25 +1,27 @@
 // Y = W . X for every weight matrix of the model, one kernel family for every batch size.
 //
-// Launch shape. One block per (row group rb of 8 weight row tiles, K split s, token group tg).
-// A block is 8 warps; warp w owns row tile 8rb + w (16 output rows) and walks the k-tiles of
-// split s, streaming 512 contiguous bytes of packed weights per step through a register ring
-// (loads issued 4-8 tiles ahead; the first ones before the PDL wait). (A shared-memory ring
-// filled by cp.async.bulk copies was measured 3-4% slower at n = 1 and 21% at n = 32 once the
-// row tiles were interleaved, and removed; RESULTS-cuda.md.) The B operand (tokens) of
-// the block's k range is staged in shared memory (double-buffered rounds) and shared by the 8
-// warps. A block covers NTB n-tiles of 8 tokens (1 for n <= 8, ... 8 for n = 64 and prefill,
-// where further token groups are further blocks). Several blocks stay resident per SM, so one
-// block's prologue and split combine overlap the others' weight streams. (A persistent one-block-
-// per-SM variant with a register ring was tried and was 2x slower: its item boundaries drained
-// the SM's only stream; see scripts/gpu/RESULTS-cuda.md.)
+// Launch shape. One block per (row group rb of 8 weight row tiles = 128 rows, K split s, token
+// group tg). A producer warp streams the block's weights (one contiguous 4 KB per k-tile,
+// layout.cuh) and its tokens' B tiles (512 bytes per n-tile and k-tile) through a ring of
+// kLinStages shared-memory stages of kLinKps k-tiles, with bulk copies that complete on mbarriers
+// (wgmma.cuh); the first stages' weights are requested before the PDL wait. Two consumer
+// warpgroups (64 rows each) multiply every k-tile with wgmma, N = 16 NTB columns (the hi and lo
+// halves of NTB n-tiles of 8 tokens), reading both operands from shared memory, one stage's
+// wgmmas in flight while the next stage is waited for. A block covers NTB n-tiles (1 for n <= 8, ...
+// 8 for n = 64 and prefill, where further token groups are further blocks). Several blocks stay
+// resident per SM, so one block's split combine overlaps the others' streams.
+// Measured against the register-ring mma.sync kernel this replaced (gpu_check --wgmma, H200, 7B
+// shapes, kernel alone): bench/RESULTS.md, fifth session.
 //
 // Invariance. S (the number of K splits) and the k range of each split are a function of the
-// matrix shape only (chooseSplits). Within a split the accumulation order is fixed: for each
-// k-tile in ascending order, acc += W*x_hi, then acc += W*x_lo. The S partial tiles are summed
-// in split order by whichever block of the row block finishes last (an integer atomic counter
-// decides who; the float sum order does not depend on it). NTB, token groups and the number of
-// blocks only decide which output elements a warp computes, never how. So a token's outputs are
-// bitwise the same for every batch size and every batch composition.
+// matrix shape only (chooseSplits). Within a split the accumulation is fixed: per k-tile in
+// ascending order, wgmma accumulates W*x_hi into one column and W*x_lo into another; the token's
+// output is then acc_hi + acc_lo. A wgmma column's bits depend neither on N nor on the other
+// columns (wgmma.cuh). The S partial tiles are summed in split order by whichever block of the row
+// block finishes last (an integer atomic counter decides who; the float sum order does not depend
+// on it). NTB, token groups and the number of blocks only decide which output elements a block
+// computes, never how. So a token's outputs are bitwise the same for every batch size and every
+// batch composition.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -30,25 +32,23 @@
 
 namespace casspec::cuda {
 
-constexpr int kLinWarps = 8;   // row tiles per block
+constexpr int kLinWarps = 8;  // row tiles per block: two consumer warpgroups of 4 warps
 static_assert(kLinWarps == kRowGroup, "a block streams one interleaved row group (layout.cuh)");
-constexpr int kLinThreads = kLinWarps * 32;
+constexpr int kLinConsumers = kLinWarps * 32;
+constexpr int kLinThreads = kLinConsumers + 32;  // + the producer warp
+constexpr int kLinATile = kRowGroup * 512;       // weight bytes per (row group, k-tile)
+constexpr int kLinBTile = 512;                   // B bytes per (n-tile, k-tile)
+constexpr int kLinKps = 4;                       // k-tiles per ring stage
+constexpr int kLinStages = 3;                    // ring stages (3 blocks per SM fit at n <= 8)
 
-enum class BSource : int { Packed = 0, Norm = 1 };
 enum class Epilogue : int { Qkv = 0, Residual = 1, SwiGlu = 2, Logits = 3 };
 
 struct LinArgs {
-  const void* w = nullptr;  // packed weights (uint4 tiles)
+  const void* w = nullptr;  // packed weights (layout.cuh packedA)
   int M = 0, K = 0, MT = 0, KT = 0, S = 1;
   const int32_t* params = nullptr;
   bool countIsOut = false;  // columns are output rows (LM head) rather than the batch's tokens
-  // B operand.
-  BSource bsrc = BSource::Packed;
-  const void* bPacked = nullptr;  // [tiles of 8 tokens][KT][32 lanes] x 16 bytes
-  const float* x = nullptr;       // Norm: fp32 residual stream [tokens][ldx]
-  int ldx = 0;
-  const float* normW = nullptr;
-  float eps = 0.f;
+  const void* bPacked = nullptr;  // B operand: packed activations (layout.cuh packedB)
   // Split-K.
   float* ws = nullptr;
   int* counters = nullptr;

@@ -43,7 +43,7 @@ __global__ void __launch_bounds__(kQuantThreads) quantizeKernel(const QuantArgs 
       case QuantSource::Packed16: {
         const uint16_t* p = static_cast<const uint16_t*>(a.packed);
         const size_t i = packedB(t, k, a.packedKT);
-        return __fadd_rn(Half<H>::fromBits(p[i]), Half<H>::fromBits(p[i + 4]));
+        return __fadd_rn(Half<H>::fromBits(p[i]), Half<H>::fromBits(p[i + kPackedLo]));
       }
       default: return xr[k];
     }

@@ -1,7 +1,6 @@
-// RMSNorm pieces shared by the standalone norm kernel and the matrix kernel's fused prologue.
-// Both paths must produce the same bits for the same token, so both call these functions: a
-// token's sum of squares is always reduced by one warp in the same lane/stride pattern, whatever
-// kernel, block size or batch it runs in.
+// RMSNorm pieces shared by the norm kernel (16-bit path) and the int8 path's quantize kernel, and
+// the packed-activation stores. A token's sum of squares is always reduced by one warp in the same
+// lane/stride pattern, whatever kernel, block size or batch it runs in.
 #pragma once
 #include <cstdint>
 
@@ -38,19 +37,19 @@ __device__ __forceinline__ float warpRstd(const float* __restrict__ x, int n, fl
 // w * (x * r), in that order (as HF and the CPU backend).
 __device__ __forceinline__ float normValue(float x, float w, float r) { return __fmul_rn(w, __fmul_rn(x, r)); }
 
-// One lane's 16-byte slot of a packed activation tile (see layout.cuh): token row `xr` (fp32,
-// already offset to the token), tile column base k0 = 16*kt + 2*(lane%4).
+// Eight consecutive normalised values k0 .. k0 + 7 of token row `xr` (fp32, already offset to the
+// token; k0 a multiple of 8), as the hi and lo 16-byte runs of a packed activation (layout.cuh).
 template <class H>
-__device__ __forceinline__ uint4 packNormSlot(const float* __restrict__ xr, const float* __restrict__ w, float r, int k0,
-                                              int K) {
-  uint16_t hi[4], lo[4];
+__device__ __forceinline__ void normRun8(const float* __restrict__ xr, const float* __restrict__ w, float r, int k0, int K,
+                                         uint4& hi, uint4& lo) {
+  uint16_t h[8], l[8];
 #pragma unroll
-  for (int j = 0; j < 4; ++j) {
-    const int k = k0 + (j & 1) + (j >> 1) * 8;
-    const float v = k < K ? normValue(xr[k], w[k], r) : 0.f;
-    splitHiLo<H>(v, hi[j], lo[j]);
+  for (int j = 0; j < 8; ++j) {
+    const int k = k0 + j;
+    splitHiLo<H>(k < K ? normValue(xr[k], w[k], r) : 0.f, h[j], l[j]);
   }
-  return make_uint4(pack2(hi[0], hi[1]), pack2(hi[2], hi[3]), pack2(lo[0], lo[1]), pack2(lo[2], lo[3]));
+  hi = make_uint4(pack2(h[0], h[1]), pack2(h[2], h[3]), pack2(h[4], h[5]), pack2(h[6], h[7]));
+  lo = make_uint4(pack2(l[0], l[1]), pack2(l[2], l[3]), pack2(l[4], l[5]), pack2(l[6], l[7]));
 }
 
 // Writes one fp32 activation value into a packed B buffer (hi and lo halves).
@@ -60,7 +59,7 @@ __device__ __forceinline__ void storePacked(uint16_t* __restrict__ dst, int64_t 
   splitHiLo<H>(v, hi, lo);
   const size_t i = packedB(t, k, KT);
   dst[i] = hi;
-  dst[i + 4] = lo;
+  dst[i + kPackedLo] = lo;
 }
 
 }  // namespace casspec::cuda
