@@ -31,7 +31,7 @@ Tuning Tuning::fromEnv() {
     return v ? !(std::strcmp(v, "0") == 0 || std::strcmp(v, "off") == 0 || std::strcmp(v, "false") == 0) : def;
   };
   t.pdl = flag("CASSPEC_CUDA_PDL", true);
-  t.pdlEarly = flag("CASSPEC_CUDA_PDL_EARLY", true);
+  t.pdlEarly = flag("CASSPEC_CUDA_PDL_EARLY", false);  // measured slower with the wgmma matrix kernel
   t.graphs = flag("CASSPEC_CUDA_GRAPHS", true);
   t.attnTail = flag("CASSPEC_CUDA_ATTN_TAIL", true);
   if (const char* v = std::getenv("CASSPEC_CUDA_SPLIT_TARGET")) t.splitTarget = std::max(1, std::atoi(v));

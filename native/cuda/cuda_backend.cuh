@@ -18,7 +18,7 @@ namespace casspec::cuda {
 // Knobs read once from the environment (for experiments and A/B timing; defaults are the product).
 struct Tuning {
   bool pdl = true;     // CASSPEC_CUDA_PDL=0: plain launches
-  bool pdlEarly = true;  // CASSPEC_CUDA_PDL_EARLY=0: norm and combine kernels release the next one after waiting
+  bool pdlEarly = false;  // CASSPEC_CUDA_PDL_EARLY=1: norm and combine kernels release the next one before waiting
   bool graphs = true;  // CASSPEC_CUDA_GRAPHS=0: launch kernels directly every forward
   int kv = 0;          // CASSPEC_CUDA_KV=f32|half: force the KV cache type (0 = by model size)
   int splitTarget = 396;  // CASSPEC_CUDA_SPLIT_TARGET: resident blocks per wave (chooseSplits)

@@ -1,5 +1,7 @@
 #include "elementwise.cuh"
 
+#include <algorithm>
+
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -24,10 +26,13 @@ __global__ void embedKernel(const uint16_t* __restrict__ e, int KT, int H_, cons
   for (int k = threadIdx.x; k < H_; k += blockDim.x) x[(size_t)t * H_ + k] = Half<H>::fromBits(e[packedA(tok, k, KT)]);
 }
 
-// One block per token: warp 0 computes 1/rms (warpRstd), then the block writes the token's packed
-// hi and lo runs of 8 k each.
+// One block per token: warp 0 computes 1/rms (warpRstd, 16 loads in flight per lane), then the block
+// writes the token's packed hi and lo runs of 8 k each, one run per thread up to hidden 4096. It sits
+// between two matrix kernels, so its latency (memory round trips) is what counts.
+constexpr int kNormThreads = 512;
+
 template <class H>
-__global__ void normPackKernel(const float* __restrict__ x, int H_, const float* __restrict__ w, float eps,
+__global__ void __launch_bounds__(kNormThreads) normPackKernel(const float* __restrict__ x, int H_, const float* __restrict__ w, float eps,
                                const int32_t* params, bool rowsAreOut, uint16_t* __restrict__ packed, int KT, bool releaseFirst) {
   __shared__ float r;
   const Params P{params};
@@ -38,7 +43,7 @@ __global__ void normPackKernel(const float* __restrict__ x, int H_, const float*
   const int row = rowsAreOut ? P.outRows()[t] : t;
   const float* xr = x + (size_t)row * H_;
   if (threadIdx.x < 32) {
-    const float v = warpRstd(xr, H_, eps, threadIdx.x);
+    const float v = warpRstd<16>(xr, H_, eps, threadIdx.x);
     if (threadIdx.x == 0) r = v;
   }
   __syncthreads();
@@ -87,11 +92,12 @@ void launchEmbed(const void* embedPacked, int KT, int H, const int32_t* params, 
 void launchNormPack(const float* x, int H, const float* w, float eps, const int32_t* params, bool rowsAreOut, void* packed,
                     int KT, int maxTokens, bool bf16, bool pdl, bool releaseFirst, cudaStream_t stream) {
   auto* p = static_cast<uint16_t*>(packed);
+  const int threads = std::min(kNormThreads, std::max(64, (2 * KT + 31) / 32 * 32));  // one run of 8 k each
   if (bf16)
-    launchKernel(normPackKernel<__nv_bfloat16>, dim3(maxTokens), dim3(256), 0, stream, pdl, "normPackKernel", x, H, w, eps,
+    launchKernel(normPackKernel<__nv_bfloat16>, dim3(maxTokens), dim3(threads), 0, stream, pdl, "normPackKernel", x, H, w, eps,
                  params, rowsAreOut, p, KT, releaseFirst);
   else
-    launchKernel(normPackKernel<__half>, dim3(maxTokens), dim3(256), 0, stream, pdl, "normPackKernel", x, H, w, eps, params,
+    launchKernel(normPackKernel<__half>, dim3(maxTokens), dim3(threads), 0, stream, pdl, "normPackKernel", x, H, w, eps, params,
                  rowsAreOut, p, KT, releaseFirst);
 }
 

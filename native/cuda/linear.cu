@@ -50,6 +50,50 @@ __device__ __forceinline__ void epiPair(const LinArgs& a, const Params& P, int m
   }
 }
 
+// normB: pair p (of kLinKps x 64 per stage) of a warpgroup thread `tid` is p = tid + 128 m; tokens
+// fastest (li = p % 8), then k pairs 2 q, 2 q + 1 (q = p / 8 % 8) of the stage's k-tile j = p / 64.
+constexpr int kNormPairs = kLinKps * 64 / 128;
+
+// Loads x and the norm weight for this thread's pairs of the stage starting at k0 (cnt k-tiles).
+__device__ __forceinline__ void normLoad(const LinArgs& a, const Params& P, int tok0, int count, int k0, int cnt, int tid,
+                                         float2 (&xv)[kNormPairs], float2 (&wv)[kNormPairs]) {
+#pragma unroll
+  for (int m = 0; m < kNormPairs; ++m) {
+    const int p = tid + 128 * m, li = p & 7, j = p >> 6, k = k0 + j * 16 + ((p >> 3) & 7) * 2, t = tok0 + li;
+    xv[m] = wv[m] = make_float2(0.f, 0.f);
+    if (j < cnt && t < count && k < a.K) {
+      const float* xr = a.x + (size_t)(a.countIsOut ? P.outRows()[t] : t) * a.ldx;
+      if (k + 1 < a.K) {
+        xv[m] = *reinterpret_cast<const float2*>(xr + k);
+        wv[m] = *reinterpret_cast<const float2*>(a.normW + k);
+      } else {
+        xv[m].x = xr[k];
+        wv[m].x = a.normW[k];
+      }
+    }
+  }
+}
+
+// Writes the pairs as hi/lo B tiles (layout.cuh: hi at [k half][token][k], lo 256 bytes on) with the
+// norm kernel's arithmetic (normValue, splitHiLo): the same bits as the packed path.
+template <class H>
+__device__ __forceinline__ void normStore(const LinArgs& a, int tok0, int count, int k0, int cnt, int tid, const float* rstd,
+                                          const float2 (&xv)[kNormPairs], const float2 (&wv)[kNormPairs], uint8_t* tiles) {
+#pragma unroll
+  for (int m = 0; m < kNormPairs; ++m) {
+    const int p = tid + 128 * m, li = p & 7, j = p >> 6, q = (p >> 3) & 7, k = k0 + j * 16 + 2 * q;
+    if (j >= cnt) continue;
+    uint16_t h0 = 0, l0 = 0, h1 = 0, l1 = 0;
+    if (tok0 + li < count) {
+      splitHiLo<H>(k < a.K ? normValue(xv[m].x, wv[m].x, rstd[li]) : 0.f, h0, l0);
+      splitHiLo<H>(k + 1 < a.K ? normValue(xv[m].y, wv[m].y, rstd[li]) : 0.f, h1, l1);
+    }
+    uint8_t* dst = tiles + j * kLinBTile + (q >> 2) * 128 + li * 16 + (q & 3) * 4;
+    *reinterpret_cast<uint32_t*>(dst) = pack2(h0, h1);
+    *reinterpret_cast<uint32_t*>(dst + 256) = pack2(l0, l1);
+  }
+}
+
 // Ring geometry: a stage holds kKps k-tiles of the block's weights (one contiguous copy of kKps x
 // 4 KB) and of its tokens' B tiles (one 512-byte copy per n-tile and k-tile).
 template <int NTB> struct LinCfg {
@@ -57,12 +101,23 @@ template <int NTB> struct LinCfg {
   static constexpr int kStage = kStageA + kLinKps * NTB * kLinBTile;
   static constexpr int kPartBytes = kLinWarps * NTB * 512;  // split partials, after the ring is drained
   static constexpr int kRingBytes = kLinStages * kStage;
-  static constexpr int kSmemBytes = (kRingBytes > kPartBytes ? kRingBytes : kPartBytes) + 2 * kLinStages * 8;
+  // normB (NTB == 1): per consumer warpgroup two buffers of a stage's B tiles.
+  static constexpr int kNormBytes = NTB == 1 ? 2 * 2 * kLinKps * kLinBTile : 0;
+  static constexpr int kSmemBytes =
+      (kRingBytes + kNormBytes > kPartBytes ? kRingBytes + kNormBytes : kPartBytes) + 2 * kLinStages * 8;
   // 3 resident blocks per SM up to 32 tokens (<= 72 registers): chooseSplits sizes one wave of them.
   static constexpr int kMinBlocks = NTB <= 4 ? 3 : 2;
 };
 
 __device__ __forceinline__ void consumerSync() { asm volatile("bar.sync 1, %0;\n" ::"n"(kLinConsumers) : "memory"); }
+// One consumer warpgroup: its normB tiles are written.
+__device__ __forceinline__ void warpgroupSync(int wg) {
+  // Constant barrier ids: a run-time id makes ptxas reserve all 16.
+  if (wg == 0)
+    asm volatile("bar.sync 2, 128;\n" ::: "memory");
+  else
+    asm volatile("bar.sync 3, 128;\n" ::: "memory");
+}
 
 // Grid: one block per (row group rb of 8 row tiles, split s, token group tg), token group fastest
 // (blocks sharing weights run together). Warps 0-7 are two consumer warpgroups (row tiles 4 wg ..
@@ -90,6 +145,11 @@ __global__ void __launch_bounds__(kLinThreads, LinCfg<NTB>::kMinBlocks) linearKe
   if (tok0 >= count) return;
   const int ntiles = min(NTB, (count - tok0 + 7) / 8);
 
+  // normB (NTB == 1 only): the ring carries weights only; each consumer warpgroup writes the stage's
+  // normalised B tiles into its own double buffer (nb) just before its wgmmas.
+  const bool normB = NTB == 1 && a.normB;
+  uint8_t* nb = smem + C::kRingBytes;
+  __shared__ float rstd[8];
   if (threadIdx.x == 0) {
     for (int i = 0; i < kLinStages; ++i) {
       mbarInit(&full[i], 1);
@@ -107,11 +167,12 @@ __global__ void __launch_bounds__(kLinThreads, LinCfg<NTB>::kMinBlocks) linearKe
     auto stageOf = [&](int i) { return smem + (i % kLinStages) * C::kStage; };
     auto copyA = [&](int i) {
       const int cnt = min(kLinKps, kt1 - kt0 - i * kLinKps);
-      mbarArriveExpectTx(&full[i % kLinStages], cnt * (kLinATile + ntiles * kLinBTile));
+      mbarArriveExpectTx(&full[i % kLinStages], cnt * (kLinATile + (normB ? 0 : ntiles * kLinBTile)));
       bulkCopyG2S(stageOf(i), wBase + (size_t)i * kLinKps * kLinATile, cnt * kLinATile, &full[i % kLinStages]);
     };
     auto copyB = [&](int i) {
       const int cnt = min(kLinKps, kt1 - kt0 - i * kLinKps);
+      if (normB) return;  // the consumers build B
       for (int c = lane; c < cnt * ntiles; c += 32) {
         const int j = c / ntiles, nt = c % ntiles;
         bulkCopyG2S(stageOf(i) + C::kStageA + (j * NTB + nt) * kLinBTile,
@@ -133,6 +194,16 @@ __global__ void __launch_bounds__(kLinThreads, LinCfg<NTB>::kMinBlocks) linearKe
   }
   gridDepWait();
   gridDepLaunch();  // every thread: a block counts as released once all of its threads have released or exited
+  if (normB) {
+    // Token li's 1/rms by warp li (warpRstd: the norm kernel's reduction, so the same bits).
+    const int t = tok0 + warp;
+    if (t < count) {
+      const int row = a.countIsOut ? P.outRows()[t] : t;
+      const float r = warpRstd(a.x + (size_t)row * a.ldx, a.K, a.eps, lane);
+      if (lane == 0) rstd[warp] = r;
+    }
+    consumerSync();
+  }
 
   // Consumers: warpgroup wg multiplies its 64 rows of each k-tile by the stage's N = 16 NTB columns:
   // n-tile nt's 8 tokens are column groups 2 nt (hi halves) and 2 nt + 1 (lo halves) (layout.cuh).
@@ -145,8 +216,22 @@ __global__ void __launch_bounds__(kLinThreads, LinCfg<NTB>::kMinBlocks) linearKe
     float d[N / 2];
 #pragma unroll
     for (int i = 0; i < N / 2; ++i) d[i] = 0.f;
+    // normB: this thread's pairs of the next stage, loaded one stage ahead (normLoad / normStore).
+    float2 xv[kNormPairs], wv[kNormPairs];
+    if (normB) normLoad(a, P, tok0, count, kt0 * 16, min(kLinKps, kt1 - kt0), threadIdx.x & 127, xv, wv);
     for (int i = 0; i < nStages; ++i) {
       const int cnt = min(kLinKps, kt1 - kt0 - i * kLinKps);
+      const uint8_t* bTiles = smem + (i % kLinStages) * C::kStage + C::kStageA;
+      if (normB) {
+        uint8_t* mine = nb + (wg * 2 + (i & 1)) * kLinKps * kLinBTile;  // free: stage i - 2's wgmmas are done
+        normStore<H>(a, tok0, count, (kt0 + i * kLinKps) * 16, cnt, threadIdx.x & 127, rstd, xv, wv, mine);
+        fenceProxyAsync();  // generic-proxy stores, read by wgmma (the async proxy)
+        warpgroupSync(wg);
+        if (i + 1 < nStages)
+          normLoad(a, P, tok0, count, (kt0 + (i + 1) * kLinKps) * 16, min(kLinKps, kt1 - kt0 - (i + 1) * kLinKps),
+                   threadIdx.x & 127, xv, wv);
+        bTiles = mine;
+      }
       mbarWait(&full[i % kLinStages], (i / kLinStages) & 1);
       const uint8_t* st = smem + (i % kLinStages) * C::kStage;
       wgmmaFence();
@@ -154,7 +239,7 @@ __global__ void __launch_bounds__(kLinThreads, LinCfg<NTB>::kMinBlocks) linearKe
       for (int j = 0; j < kLinKps; ++j)
         if (j < cnt)
           Wgmma<N>::template mma<H>(d, gmmaDesc(st + j * kLinATile + wg * 2048, 1024, 128),
-                                    gmmaDesc(st + C::kStageA + j * NTB * kLinBTile, 128, 256));
+                                    gmmaDesc(bTiles + j * NTB * kLinBTile, 128, 256));
       wgmmaCommit();
       wgmmaWait<1>();  // the previous stage's wgmmas are done: release its slot
       if (i > 0) mbarArrive(&empty[(i - 1) % kLinStages]);

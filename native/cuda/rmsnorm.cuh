@@ -10,13 +10,15 @@
 namespace casspec::cuda {
 
 // 1 / sqrt(mean(x^2) + eps) over x[0..n), HF's LlamaRMSNorm in fp32. Every lane returns the same value.
+// UNROLL: loads in flight per lane (registers for latency; the sums' order, so the bits, are the same
+// for every UNROLL).
+template <int UNROLL = 8>
 __device__ __forceinline__ float warpRstd(const float* __restrict__ x, int n, float eps, int lane) {
   float a0 = 0.f, a1 = 0.f, a2 = 0.f, a3 = 0.f;
   if ((n & 3) == 0 && (reinterpret_cast<uintptr_t>(x) & 15) == 0) {
-    // Lane l sums float4s l, l+32, ...: independent 16-byte loads, one memory round trip for a
-    // 4096-wide row (this runs at the start of every matrix block, so its latency matters).
+    // Lane l sums float4s l, l+32, ...: independent 16-byte loads (a 4096-wide row is 32 per lane).
     const float4* x4 = reinterpret_cast<const float4*>(x);
-#pragma unroll 8
+#pragma unroll UNROLL
     for (int k = lane; k < n / 4; k += 32) {
       const float4 v = x4[k];
       a0 += v.x * v.x;

@@ -54,6 +54,10 @@ __device__ __forceinline__ void bulkCopyG2S(void* dst, const void* src, uint32_t
                : "memory");
 }
 
+// Orders this thread's earlier generic-proxy writes to shared memory before later async-proxy
+// accesses (wgmma operand reads, bulk copies) that another thread's barrier arrival publishes.
+__device__ __forceinline__ void fenceProxyAsync() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+
 // Shared-memory matrix descriptor, no swizzle: K-major core matrices of 8 rows x 16 bytes; lbo is the
 // byte distance between core matrices along K, sbo between 8-row groups.
 __device__ __forceinline__ uint64_t gmmaDesc(const void* p, uint32_t lbo, uint32_t sbo) {

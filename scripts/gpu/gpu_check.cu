@@ -40,6 +40,7 @@
 #include "../../native/cpu/convert.h"
 #include "../../native/cuda/cuda_backend.cuh"
 #include "../../native/cuda/cuda_context.cuh"
+#include "../../native/cuda/elementwise.cuh"
 #include "../../native/cuda/layout.cuh"
 #include "../../native/cuda/linear.cuh"
 #include "../../native/cuda/params.cuh"
@@ -741,6 +742,41 @@ static void linearShapeBitwise(const std::string& label, int M, int K, bool bf16
     } else if (!sameBits(got.data(), ref.data(), (int)got.size())) {
       ++bad;
       LOG("  FAIL detail: %s %dx%d n=%d ntb=%d: differs from 64 tokens in one block\n", label.c_str(), M, K, n, ntb);
+    }
+  }
+  // The in-kernel RMSNorm (one n-tile per block) against the norm kernel + packed B, bitwise: the
+  // 64-token reference launch streams the norm kernel's output.
+  {
+    auto setN = [&](int n) {
+      hp[cuda::kP_n] = n, hp[cuda::kP_nOut] = n;
+      CK(cudaMemcpy(params.p, hp.data(), hp.size() * 4, cudaMemcpyHostToDevice));
+    };
+    DevMem bn((size_t)(maxTok / 8) * KT * 512);
+    cuda::LinArgs a;
+    a.w = w.p, a.M = M, a.K = K, a.MT = MT, a.KT = KT, a.S = S, a.params = params.as<int32_t>();
+    a.ws = ws.as<float>(), a.counters = cnt.as<int>(), a.epi = cuda::Epilogue::Residual, a.resid = out.as<float>();
+    setN(maxTok);
+    cuda::launchNormPack(x.as<float>(), K, nw.as<float>(), 1e-5f, params.as<int32_t>(), false, bn.p, KT, maxTok, bf16, false, false, 0);
+    a.bPacked = bn.p;
+    CK(cudaMemset(out.p, 0, (size_t)maxTok * M * 4));
+    cuda::launchLinear(a, 8, 1, bf16, false, 0);
+    CK(cudaDeviceSynchronize());
+    std::vector<float> nref((size_t)maxTok * M);
+    CK(cudaMemcpy(nref.data(), out.p, nref.size() * 4, cudaMemcpyDeviceToHost));
+    a.bPacked = nullptr, a.normB = true, a.x = x.as<float>(), a.ldx = K, a.normW = nw.as<float>(), a.eps = 1e-5f;
+    for (int n : {1, 3, 8}) {
+      setN(n);
+      CK(cudaMemset(out.p, 0, (size_t)maxTok * M * 4));
+      cuda::launchLinear(a, 1, 1, bf16, false, 0);
+      CK(cudaDeviceSynchronize());
+      std::vector<float> got((size_t)n * M);
+      CK(cudaMemcpy(got.data(), out.p, got.size() * 4, cudaMemcpyDeviceToHost));
+      ++runs;
+      if (!sameBits(got.data(), nref.data(), (int)got.size())) {
+        ++bad;
+        LOG("  FAIL detail: %s %dx%d n=%d in-kernel norm: differs from the norm kernel + 64 tokens in one block\n", label.c_str(),
+            M, K, n);
+      }
     }
   }
   // The values too, where a host reference is cheap: y[t][m] = sum_k W[m][k] (x_hi + x_lo)[t][k]
