@@ -171,8 +171,8 @@ __global__ void __launch_bounds__(kLinThreads, LinCfg<NTB>::kMinBlocks) linearKe
       bulkCopyG2S(stageOf(i), wBase + (size_t)i * kLinKps * kLinATile, cnt * kLinATile, &full[i % kLinStages]);
     };
     auto copyB = [&](int i) {
-      const int cnt = min(kLinKps, kt1 - kt0 - i * kLinKps);
       if (normB) return;  // the consumers build B
+      const int cnt = min(kLinKps, kt1 - kt0 - i * kLinKps);
       for (int c = lane; c < cnt * ntiles; c += 32) {
         const int j = c / ntiles, nt = c % ntiles;
         bulkCopyG2S(stageOf(i) + C::kStageA + (j * NTB + nt) * kLinBTile,
@@ -268,8 +268,7 @@ __global__ void __launch_bounds__(kLinThreads, LinCfg<NTB>::kMinBlocks) linearKe
     consumerSync();
     if (threadIdx.x == 0) {
       // One thread publishes the block's partials: the barrier orders the other threads' stores
-      // before this fence (cumulativity), and only this warp waits for the fence, not all 8 (a
-      // fence also waits for the warp's in-flight weight loads).
+      // before this fence (cumulativity), and only this thread waits for the fence.
       __threadfence();
       const int prev = atomicAdd(a.counters + rb * tokenGroups + tg, 1);
       isLast = prev == a.S - 1;

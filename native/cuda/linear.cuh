@@ -9,10 +9,12 @@
 // halves of NTB n-tiles of 8 tokens), reading both operands from shared memory, one stage's
 // wgmmas in flight while the next stage is waited for. A block covers NTB n-tiles (1 for n <= 8, ...
 // 8 for n = 64 and prefill, where further token groups are further blocks). Several blocks stay
-// resident per SM, so one block's split combine overlaps the others' streams. For one n-tile the
-// RMSNorm before qkv, gate/up and the LM head runs inside the kernel (normB): the consumer warps
-// compute the tokens' 1/rms while the first weights are in flight, and the producer writes the
-// normalised hi/lo B tiles into each stage, so no norm kernel sits between two matrix kernels.
+// resident per SM, so one block's split combine overlaps the others' streams. For one n-tile on
+// short rows the RMSNorm before qkv, gate/up and the LM head runs inside the kernel (normB): the
+// consumer warps compute the tokens' 1/rms while the first weights are in flight, and each consumer
+// warpgroup writes the normalised hi/lo B tiles of every stage itself, so no norm kernel sits between
+// two matrix kernels. (That costs a memory round trip and a proxy fence per stage: it pays where a
+// split is one or two stages, not on the 7B shape; bench/RESULTS.md, fifth session.)
 // Measured against the register-ring mma.sync kernel this replaced (gpu_check --wgmma, H200, 7B
 // shapes, kernel alone): bench/RESULTS.md, fifth session.
 //
@@ -52,7 +54,7 @@ struct LinArgs {
   const int32_t* params = nullptr;
   bool countIsOut = false;  // columns are output rows (LM head) rather than the batch's tokens
   // B operand: packed activations (layout.cuh packedB), or with normB (one n-tile per block only)
-  // RMSNorm(x) built in the ring by the producer warp, the norm kernel's exact values.
+  // RMSNorm(x) built per stage by the consumer warpgroups, the norm kernel's exact values.
   const void* bPacked = nullptr;
   bool normB = false;
   const float* x = nullptr;  // fp32 residual stream [rows][ldx]; rows are outRows with countIsOut
