@@ -15,7 +15,7 @@
 // warpgroup writes the normalised hi/lo B tiles of every stage itself, so no norm kernel sits between
 // two matrix kernels. (That costs a memory round trip and a proxy fence per stage: it pays where a
 // split is one or two stages, not on the 7B shape; bench/RESULTS.md, fifth session.)
-// Measured against the register-ring mma.sync kernel this replaced (gpu_check --wgmma, H200, 7B
+// Measured against the register-ring mma.sync kernel this replaced (gpu_check --linear, H200, 7B
 // shapes, kernel alone): bench/RESULTS.md, fifth session.
 //
 // Invariance. S (the number of K splits) and the k range of each split are a function of the

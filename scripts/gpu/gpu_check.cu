@@ -692,11 +692,12 @@ struct DevMem {  // minimal owning device allocation for the kernel-level test
   template <class T> T* as() const { return static_cast<T*>(p); }
 };
 
-// One matrix shape, launched directly (no model): random packed weights, random packed B or fp32
-// x (fused RMSNorm), residual epilogue into a zeroed output. Reference: 64 tokens in one block of
-// 8 n-tiles. Every other launch (n tokens with the n-tiles per block of a bucket >= n: full blocks,
-// and partial ones as a graph bucket replays them) must give each of its tokens the reference's
-// bits.
+// One matrix shape, launched directly (no model): random packed weights and packed B, residual
+// epilogue into a zeroed output. Reference: 64 tokens in one block of 8 n-tiles. Every other launch
+// (n tokens with the n-tiles per block of a bucket >= n: full blocks, and partial ones as a graph
+// bucket replays them) must give each of its tokens the reference's bits. Then the in-kernel RMSNorm
+// (random fp32 x) against the norm kernel's packed output, bitwise, and the values against a host
+// reference where that is cheap.
 static void linearShapeBitwise(const std::string& label, int M, int K, bool bf16) {
   const int MT = (M + 15) / 16, KT = (K + 15) / 16, S = cuda::chooseSplits(MT, KT);
   const int maxTok = 64;

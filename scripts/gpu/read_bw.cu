@@ -1,7 +1,8 @@
 // Read-only bandwidth ceilings for the matrix kernels (gpu_check --read):
 //   flat:    every thread reads 16 bytes at a grid stride, 4 loads in flight, 64 warps per SM;
 //   streams: each warp walks its own contiguous region 512 bytes per step with a per-lane ring of
-//            RING loads in flight (linear.cu's register ring without its math), optionally with a
+//            RING loads in flight (the register ring of the mma.sync matrix kernel that wgmma replaced,
+//            without its math; also the int8 kernel's pattern), optionally with a
 //            block barrier every 32 tiles and two dependent mmas per tile;
 //   shapes:  the same streams in the launch shapes of a model's decode matrix kernels, one kernel
 //            each: the ceiling of one matrix kernel, ramp and tail included.
