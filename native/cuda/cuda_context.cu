@@ -27,8 +27,6 @@ int bucketOf(int n) {
   while (b < n) b *= 2;
   return b;
 }
-// n-tiles (of 8 tokens) per matrix-kernel block for a launch of up to maxTokens tokens.
-int ntbFor(int maxTokens) { return maxTokens <= 8 ? 1 : maxTokens <= 16 ? 2 : maxTokens <= 32 ? 4 : 8; }
 
 // The largest d such that, for tokens [s0, s1), every ancestor at depth < d sits in slot
 // committed + depth, i.e. at its own key index. Attention stages those keys in shared memory like
@@ -98,7 +96,7 @@ void CudaContext::enqueue(int maxTokens, const uint8_t* skip, int quant, bool wi
   cudaStream_t s = stream_;
   CudaBackend::Scratch& sc = be_.scratch();
   const int32_t* P = params_.get<int32_t>();
-  const int ntb = ntbFor(maxTokens);
+  const int ntb = linearNtb(maxTokens);
   const int groups = (maxTokens + ntb * 8 - 1) / (ntb * 8);
   const int H = c.hidden, hKT = tilesOf(H);
   const size_t layerElems = (size_t)capacity_ * c.kvDim();

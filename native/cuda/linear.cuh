@@ -90,6 +90,9 @@ inline int chooseSplits(int MT, int KT, int waveBlocks = kWaveBlocks, int minTil
   return s < maxByK ? s : maxByK;
 }
 
+// n-tiles (of 8 tokens) per block for a launch of up to maxTokens tokens.
+inline int linearNtb(int maxTokens) { return maxTokens <= 8 ? 1 : maxTokens <= 16 ? 2 : maxTokens <= 32 ? 4 : 8; }
+
 // ntb: n-tiles per block (1, 2, 4, 8); tokenGroups: blocks along the token axis (each ntb*8
 // tokens). bf16: weights/activations in bf16 (else f16). pdl: programmatic dependent launch.
 void launchLinear(const LinArgs& a, int ntb, int tokenGroups, bool bf16, bool pdl, cudaStream_t stream);

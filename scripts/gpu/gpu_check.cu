@@ -692,6 +692,34 @@ struct DevMem {  // minimal owning device allocation for the kernel-level test
   template <class T> T* as() const { return static_cast<T*>(p); }
 };
 
+// What a kernel-level matrix launch needs besides weights and B: the parameter block (n tokens,
+// token i in row i; only n / nOut / outRows matter for the residual epilogue), split-K workspace,
+// counters and a residual output for up to maxTok tokens.
+struct LinearRig {
+  int M, K, MT, KT, S, maxTok;
+  std::vector<int32_t> hp;
+  DevMem params, out, ws, cnt;
+  LinearRig(int M_, int K_, int maxTok_ = 64)
+      : M(M_), K(K_), MT((M_ + 15) / 16), KT((K_ + 15) / 16), S(cuda::chooseSplits(MT, KT)), maxTok(maxTok_),
+        hp(cuda::kP_headerSize + 4 * maxTok_ + 1, 0), params(hp.size() * 4), out((size_t)maxTok_ * M_ * 4),
+        ws(cuda::linearWorkspaceBytes(MT, S, maxTok_)), cnt((size_t)cuda::linearCounters(MT, maxTok_ / 8) * 4) {}
+  int rowGroupTiles() const { return (MT + 7) / 8 * 8; }  // whole row groups (layout.cuh)
+  void setTokens(int n) {
+    hp[cuda::kP_n] = n, hp[cuda::kP_nOut] = n, hp[cuda::kP_topk] = 0;
+    const int o = cuda::kP_headerSize;
+    for (int f : {cuda::kP_tokens, cuda::kP_slots, cuda::kP_positions, cuda::kP_ancOffsets, cuda::kP_ancSlots, cuda::kP_outRows})
+      hp[f] = o;
+    for (int i = 0; i < n; ++i) hp[o + i] = i;
+    CK(cudaMemcpy(params.p, hp.data(), hp.size() * 4, cudaMemcpyHostToDevice));
+  }
+  cuda::LinArgs args(const void* w, const void* bPacked) const {
+    cuda::LinArgs a;
+    a.w = w, a.M = M, a.K = K, a.MT = MT, a.KT = KT, a.S = S, a.params = params.as<int32_t>(), a.bPacked = bPacked;
+    a.ws = ws.as<float>(), a.counters = cnt.as<int>(), a.epi = cuda::Epilogue::Residual, a.resid = out.as<float>();
+    return a;
+  }
+};
+
 // One matrix shape, launched directly (no model): random packed weights and packed B, residual
 // epilogue into a zeroed output. Reference: 64 tokens in one block of 8 n-tiles. Every other launch
 // (n tokens with the n-tiles per block of a bucket >= n: full blocks, and partial ones as a graph
@@ -699,21 +727,25 @@ struct DevMem {  // minimal owning device allocation for the kernel-level test
 // (random fp32 x) against the norm kernel's packed output, bitwise, and the values against a host
 // reference where that is cheap.
 static void linearShapeBitwise(const std::string& label, int M, int K, bool bf16) {
-  const int MT = (M + 15) / 16, KT = (K + 15) / 16, S = cuda::chooseSplits(MT, KT);
-  const int maxTok = 64;
-  const int MTa = (MT + 7) / 8 * 8;  // whole row groups (layout.cuh)
+  LinearRig rig(M, K);
+  const int KT = rig.KT, S = rig.S, maxTok = rig.maxTok, MTa = rig.rowGroupTiles();
   DevMem w((size_t)MTa * KT * 512), bp((size_t)(maxTok / 8) * KT * 512), x((size_t)maxTok * K * 4), nw((size_t)K * 4);
-  DevMem out((size_t)maxTok * M * 4), ws(cuda::linearWorkspaceBytes(MT, S, maxTok)),
-      cnt((size_t)cuda::linearCounters(MT, maxTok / 8) * 4);
   const uint32_t seed = (uint32_t)(M * 31 + K);
   fillRandomHalf<<<1024, 256>>>(w.as<uint16_t>(), (size_t)MTa * KT * 256, seed, bf16, 0.05f);
   fillRandomHalf<<<256, 256>>>(bp.as<uint16_t>(), (size_t)(maxTok / 8) * KT * 256, seed + 1, bf16, 1.0f);
   fillRandomFloat<<<256, 256>>>(x.as<float>(), (size_t)maxTok * K, seed + 2, -2.f, 2.f);
   fillRandomFloat<<<64, 256>>>(nw.as<float>(), (size_t)K, seed + 3, 0.5f, 1.5f);
   CK(cudaGetLastError());
-  // Parameter block: only n / nOut / outRows matter for the residual epilogue.
-  std::vector<int32_t> hp(cuda::kP_headerSize + 4 * maxTok + 1, 0);
-  DevMem params(hp.size() * 4);
+  // Launches n tokens with ntb n-tiles per block; the output's first n rows.
+  auto run = [&](const cuda::LinArgs& a, int n, int ntb) {
+    rig.setTokens(n);
+    CK(cudaMemset(rig.out.p, 0, (size_t)maxTok * M * 4));
+    cuda::launchLinear(a, ntb, (n + ntb * 8 - 1) / (ntb * 8), bf16, /*pdl=*/false, 0);
+    CK(cudaDeviceSynchronize());
+    std::vector<float> got((size_t)n * M);
+    CK(cudaMemcpy(got.data(), rig.out.p, got.size() * 4, cudaMemcpyDeviceToHost));
+    return got;
+  };
   // (tokens, n-tiles per block): the reference first.
   const std::pair<int, int> launches[] = {{64, 8}, {1, 1}, {3, 1}, {8, 1}, {5, 2}, {12, 2}, {16, 2}, {5, 4},
                                           {20, 4}, {32, 4}, {20, 8}, {40, 8}, {64, 1}, {64, 4}};
@@ -721,21 +753,7 @@ static void linearShapeBitwise(const std::string& label, int M, int K, bool bf16
   double mag = 0;
   std::vector<float> ref;
   for (const auto& [n, ntb] : launches) {
-    hp[cuda::kP_n] = n, hp[cuda::kP_nOut] = n, hp[cuda::kP_topk] = 0;
-    int o = cuda::kP_headerSize;
-    for (int f : {cuda::kP_tokens, cuda::kP_slots, cuda::kP_positions, cuda::kP_ancOffsets, cuda::kP_ancSlots}) hp[f] = o;
-    hp[cuda::kP_outRows] = o;
-    for (int i = 0; i < n; ++i) hp[o + i] = i;
-    CK(cudaMemcpy(params.p, hp.data(), hp.size() * 4, cudaMemcpyHostToDevice));
-    const int groups = (n + ntb * 8 - 1) / (ntb * 8);
-    cuda::LinArgs a;
-    a.w = w.p, a.M = M, a.K = K, a.MT = MT, a.KT = KT, a.S = S, a.params = params.as<int32_t>(), a.bPacked = bp.p;
-    a.ws = ws.as<float>(), a.counters = cnt.as<int>(), a.epi = cuda::Epilogue::Residual, a.resid = out.as<float>();
-    CK(cudaMemset(out.p, 0, (size_t)maxTok * M * 4));
-    cuda::launchLinear(a, ntb, groups, bf16, /*pdl=*/false, 0);
-    CK(cudaDeviceSynchronize());
-    std::vector<float> got((size_t)n * M);
-    CK(cudaMemcpy(got.data(), out.p, got.size() * 4, cudaMemcpyDeviceToHost));
+    const std::vector<float> got = run(rig.args(w.p, bp.p), n, ntb);
     ++runs;
     if (ref.empty()) {
       ref = got;
@@ -748,30 +766,15 @@ static void linearShapeBitwise(const std::string& label, int M, int K, bool bf16
   // The in-kernel RMSNorm (one n-tile per block) against the norm kernel + packed B, bitwise: the
   // 64-token reference launch streams the norm kernel's output.
   {
-    auto setN = [&](int n) {
-      hp[cuda::kP_n] = n, hp[cuda::kP_nOut] = n;
-      CK(cudaMemcpy(params.p, hp.data(), hp.size() * 4, cudaMemcpyHostToDevice));
-    };
     DevMem bn((size_t)(maxTok / 8) * KT * 512);
-    cuda::LinArgs a;
-    a.w = w.p, a.M = M, a.K = K, a.MT = MT, a.KT = KT, a.S = S, a.params = params.as<int32_t>();
-    a.ws = ws.as<float>(), a.counters = cnt.as<int>(), a.epi = cuda::Epilogue::Residual, a.resid = out.as<float>();
-    setN(maxTok);
-    cuda::launchNormPack(x.as<float>(), K, nw.as<float>(), 1e-5f, params.as<int32_t>(), false, bn.p, KT, maxTok, bf16, false, false, 0);
-    a.bPacked = bn.p;
-    CK(cudaMemset(out.p, 0, (size_t)maxTok * M * 4));
-    cuda::launchLinear(a, 8, 1, bf16, false, 0);
-    CK(cudaDeviceSynchronize());
-    std::vector<float> nref((size_t)maxTok * M);
-    CK(cudaMemcpy(nref.data(), out.p, nref.size() * 4, cudaMemcpyDeviceToHost));
-    a.bPacked = nullptr, a.normB = true, a.x = x.as<float>(), a.ldx = K, a.normW = nw.as<float>(), a.eps = 1e-5f;
+    rig.setTokens(maxTok);
+    cuda::launchNormPack(x.as<float>(), K, nw.as<float>(), 1e-5f, rig.params.as<int32_t>(), false, bn.p, KT, maxTok, bf16, false,
+                         false, 0);
+    const std::vector<float> nref = run(rig.args(w.p, bn.p), maxTok, 8);
+    cuda::LinArgs a = rig.args(w.p, nullptr);
+    a.normB = true, a.x = x.as<float>(), a.ldx = K, a.normW = nw.as<float>(), a.eps = 1e-5f;
     for (int n : {1, 3, 8}) {
-      setN(n);
-      CK(cudaMemset(out.p, 0, (size_t)maxTok * M * 4));
-      cuda::launchLinear(a, 1, 1, bf16, false, 0);
-      CK(cudaDeviceSynchronize());
-      std::vector<float> got((size_t)n * M);
-      CK(cudaMemcpy(got.data(), out.p, got.size() * 4, cudaMemcpyDeviceToHost));
+      const std::vector<float> got = run(a, n, 1);
       ++runs;
       if (!sameBits(got.data(), nref.data(), (int)got.size())) {
         ++bad;
@@ -812,24 +815,13 @@ static void linearShapeBitwise(const std::string& label, int M, int K, bool bf16
 // The matrix kernel alone on one shape (residual epilogue, packed B), n tokens: median us over
 // weight copies that rotate through 1.5 GB, so L2 holds none of the run's weights.
 static double linearShapeUs(int M, int K, int n) {
-  const int MT = (M + 15) / 16, KT = (K + 15) / 16, S = cuda::chooseSplits(MT, KT);
-  const int MTa = (MT + 7) / 8 * 8, ntb = n <= 8 ? 1 : n <= 16 ? 2 : n <= 32 ? 4 : 8, groups = (n + ntb * 8 - 1) / (ntb * 8);
-  const size_t bytes = (size_t)MTa * KT * 512, poolBytes = (size_t)1536 << 20;
+  LinearRig rig(M, K);
+  const int ntb = cuda::linearNtb(n), groups = (n + ntb * 8 - 1) / (ntb * 8);
+  const size_t bytes = (size_t)rig.rowGroupTiles() * rig.KT * 512, poolBytes = (size_t)1536 << 20;
   const int copies = (int)std::max<size_t>(1, poolBytes / bytes);
-  DevMem pool(poolBytes), bp((size_t)8 * KT * 512), out((size_t)64 * M * 4), ws(cuda::linearWorkspaceBytes(MT, S, 64)),
-      cnt((size_t)cuda::linearCounters(MT, 8) * 4);
-  CK(cudaMemset(pool.p, 0, poolBytes));
-  CK(cudaMemset(bp.p, 0, (size_t)8 * KT * 512));
-  CK(cudaMemset(cnt.p, 0, (size_t)cuda::linearCounters(MT, 8) * 4));
-  std::vector<int32_t> hp(cuda::kP_headerSize + 4 * 64 + 1, 0);
-  hp[cuda::kP_n] = n, hp[cuda::kP_nOut] = n;
-  for (int f : {cuda::kP_tokens, cuda::kP_slots, cuda::kP_positions, cuda::kP_ancOffsets, cuda::kP_ancSlots, cuda::kP_outRows})
-    hp[f] = cuda::kP_headerSize;
-  DevMem params(hp.size() * 4);
-  CK(cudaMemcpy(params.p, hp.data(), hp.size() * 4, cudaMemcpyHostToDevice));
-  cuda::LinArgs a;
-  a.M = M, a.K = K, a.MT = MT, a.KT = KT, a.S = S, a.params = params.as<int32_t>(), a.bPacked = bp.p;
-  a.ws = ws.as<float>(), a.counters = cnt.as<int>(), a.epi = cuda::Epilogue::Residual, a.resid = out.as<float>();
+  DevMem pool(poolBytes), bp((size_t)8 * rig.KT * 512);
+  rig.setTokens(n);
+  cuda::LinArgs a = rig.args(nullptr, bp.p);
   return 1e3 * medianMs([&](int i) {
     a.w = static_cast<const uint8_t*>(pool.p) + (size_t)(i % copies) * bytes;
     cuda::launchLinear(a, ntb, groups, /*bf16=*/false, /*pdl=*/false, 0);
