@@ -1,6 +1,7 @@
-// The one arithmetic primitive of every matrix product in this backend: tensor-core
-// mma.sync.m16n8k16 with 16-bit inputs (bf16 or f16) and fp32 accumulation, plus the "hi + lo"
-// split that carries an fp32 operand through it with ~16 significant bits.
+// Attention's arithmetic primitive: tensor-core mma.sync.m16n8k16 with 16-bit
+// inputs (bf16 or f16) and fp32 accumulation, plus the "hi + lo" split that carries an fp32 operand
+// through a 16-bit product with ~16 significant bits (the matrix kernel's wgmma uses it too;
+// wgmma.cuh).
 //
 // Why this is batch invariant: an mma computes D[i][j] = C[i][j] + sum_k A[i][k] * B[k][j] for each
 // output element on its own; nothing about row i or column j depends on the other rows/columns in
@@ -84,7 +85,6 @@ __device__ __forceinline__ uint4 ldStream(const uint4* p) {
                : "l"(p));
   return r;
 }
-__device__ __forceinline__ void prefetchL2(const void* p) { asm volatile("prefetch.global.L2 [%0];\n" ::"l"(p)); }
 
 __device__ __forceinline__ void cpAsync16(void* smem, const void* gmem) {
   const unsigned s = (unsigned)__cvta_generic_to_shared(smem);
