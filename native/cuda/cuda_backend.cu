@@ -34,8 +34,6 @@ Tuning Tuning::fromEnv() {
   t.pdlEarly = flag("CASSPEC_CUDA_PDL_EARLY", false);  // measured slower with the wgmma matrix kernel
   t.graphs = flag("CASSPEC_CUDA_GRAPHS", true);
   t.attnTail = flag("CASSPEC_CUDA_ATTN_TAIL", true);
-  if (const char* v = std::getenv("CASSPEC_CUDA_SPLIT_TARGET")) t.splitTarget = std::max(1, std::atoi(v));
-  if (const char* v = std::getenv("CASSPEC_CUDA_SPLIT_MIN_TILES")) t.splitMinTiles = std::max(1, std::atoi(v));
   if (const char* v = std::getenv("CASSPEC_CUDA_KV")) t.kv = std::strcmp(v, "f32") == 0 ? 1 : std::strcmp(v, "half") == 0 ? 2 : 0;
   return t;
 }
@@ -97,11 +95,11 @@ CudaBackend::CudaBackend(const ModelConfig& c, const BackendOptions& o) : c_(c) 
   CUDA_CHECK(cudaStreamSynchronize(stream_));
 
   const LayerWeights& l0 = layers_[0];
-  splitsQkv = chooseSplits(l0.qkv.MT, l0.qkv.KT, tune_.splitTarget, tune_.splitMinTiles);
-  splitsO = chooseSplits(l0.o.MT, l0.o.KT, tune_.splitTarget, tune_.splitMinTiles);
-  splitsGateUp = chooseSplits(l0.gateUp.MT, l0.gateUp.KT, tune_.splitTarget, tune_.splitMinTiles);
-  splitsDown = chooseSplits(l0.down.MT, l0.down.KT, tune_.splitTarget, tune_.splitMinTiles);
-  splitsLm = chooseSplits(lmHead().MT, lmHead().KT, tune_.splitTarget, tune_.splitMinTiles);
+  splitsQkv = linearSplits(l0.qkv.MT, l0.qkv.KT);
+  splitsO = linearSplits(l0.o.MT, l0.o.KT);
+  splitsGateUp = linearSplits(l0.gateUp.MT, l0.gateUp.KT);
+  splitsDown = linearSplits(l0.down.MT, l0.down.KT);
+  splitsLm = linearSplits(lmHead().MT, lmHead().KT);
   allocateScratch();
   if (quant8_) allocateQuantScratch();
   attentionPrepare(c.headDim, kvF32_, bf16_);
@@ -109,7 +107,7 @@ CudaBackend::CudaBackend(const ModelConfig& c, const BackendOptions& o) : c_(c) 
 }
 
 void CudaBackend::allocateScratch() {
-  const int n = kMaxTokens, tiles = n / 8, groupTok = roundUp(n, 64);
+  const int n = kMaxTokens, tiles = n / 8;
   const int H = c_.hidden, Q = c_.qDim();
   const LayerWeights& l = layers_[0];
   scratch_.x.allocate((size_t)n * H * 4, "activations");
@@ -117,19 +115,6 @@ void CudaBackend::allocateScratch() {
   scratch_.xPack.allocate((size_t)tiles * tilesOf(H) * 512, "packed activations");
   scratch_.aPack.allocate((size_t)tiles * tilesOf(Q) * 512, "packed attention output");
   scratch_.hPack.allocate((size_t)tiles * l.down.KT * 512, "packed mlp activations");
-  size_t ws = 0;
-  int counters = 0;
-  auto need = [&](const PackedMatrix& m, int s) {
-    ws = std::max(ws, linearWorkspaceBytes(m.MT, s, groupTok));
-    counters = std::max(counters, linearCounters(m.MT, groupTok / 8));
-  };
-  need(l.qkv, splitsQkv);
-  need(l.o, splitsO);
-  need(l.gateUp, splitsGateUp);
-  need(l.down, splitsDown);
-  need(lmHead(), splitsLm);
-  scratch_.ws.allocate(ws, "split-K workspace");
-  scratch_.counters.allocate((size_t)counters * 4, "split-K counters");
   resultWords_ = (int64_t)n * (1 + 2 * kMaxTopK) + (int64_t)n * c_.vocab;
   scratch_.result.allocate((size_t)resultWords_ * 4, "results");
 }

@@ -21,8 +21,6 @@ struct Tuning {
   bool pdlEarly = false;  // CASSPEC_CUDA_PDL_EARLY=1: norm and combine kernels release the next one before waiting
   bool graphs = true;  // CASSPEC_CUDA_GRAPHS=0: launch kernels directly every forward
   int kv = 0;          // CASSPEC_CUDA_KV=f32|half: force the KV cache type (0 = by model size)
-  int splitTarget = 396;  // CASSPEC_CUDA_SPLIT_TARGET: resident blocks per wave (chooseSplits)
-  int splitMinTiles = 4;  // CASSPEC_CUDA_SPLIT_MIN_TILES: fewest k-tiles per split (chooseSplits)
   bool attnTail = true;   // CASSPEC_CUDA_ATTN_TAIL=0: tree tails read K/V from global memory (same bits)
   static Tuning fromEnv();
 };
@@ -67,7 +65,7 @@ class CudaBackend : public Backend {
   static constexpr int kMaxTokens = 256;
 
   struct Scratch {
-    DeviceBuffer x, q, xPack, aPack, hPack, ws, counters, result;
+    DeviceBuffer x, q, xPack, aPack, hPack, result;
     // Quant mode kQuantInt8: packed int8 input and its per-token scales, fp32 SwiGLU output, and
     // the int8 kernel's int32 sums and counters (zero between launches).
     DeviceBuffer xq, sx, h32, sums, counters8;

@@ -120,8 +120,6 @@ void CudaContext::enqueue(int maxTokens, const uint8_t* skip, int quant, bool wi
     a.KT = w.KT;
     a.S = splits;
     a.params = P;
-    a.ws = sc.ws.get<float>();
-    a.counters = sc.counters.get<int>();
     a.epi = epi;
     return a;
   };
@@ -173,7 +171,7 @@ void CudaContext::enqueue(int maxTokens, const uint8_t* skip, int quant, bool wi
     a.M = w.M;
     a.MT = w.MT;
     a.KT = w.KT;
-    a.S = chooseSplits(w.MT, w.KT, be_.tuning().splitTarget);
+    a.S = q8Splits(w.MT, w.KT);
     a.params = P;
     a.xq = sc.xq.get();
     a.sx = sc.sx.get<float>();

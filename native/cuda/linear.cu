@@ -105,7 +105,7 @@ template <int NTB> struct LinCfg {
   static constexpr int kNormBytes = NTB == 1 ? 2 * 2 * kLinKps * kLinBTile : 0;
   static constexpr int kSmemBytes =
       (kRingBytes + kNormBytes > kPartBytes ? kRingBytes + kNormBytes : kPartBytes) + 2 * kLinStages * 8;
-  // 3 resident blocks per SM up to 32 tokens (<= 72 registers): chooseSplits sizes one wave of them.
+  // 3 resident blocks per SM up to 32 tokens (<= 72 registers), 2 at 64 (linearSplits).
   static constexpr int kMinBlocks = NTB <= 4 ? 3 : 2;
 };
 
@@ -119,22 +119,80 @@ __device__ __forceinline__ void warpgroupSync(int wg) {
     asm volatile("bar.sync 3, 128;\n" ::: "memory");
 }
 
-// Grid: one block per (row group rb of 8 row tiles, split s, token group tg), token group fastest
-// (blocks sharing weights run together). Warps 0-7 are two consumer warpgroups (row tiles 4 wg ..
-// 4 wg + 3 of the row group), warp 8 the producer that fills the ring.
+// Unit = the partials of warps 2 wp and 2 wp + 1 for one n-tile and lane: part float4s f0 and f1
+// (mma C fragment: rows g, g + 8 x tokens 2 (l % 4), + 1). Folded over the S blocks of the cluster
+// in split order, 2 splits' loads in flight at a time (4 spill at the 72-register cap).
+__device__ __forceinline__ void foldSplits(const float4* part, int f0, int f1, int S, float4& v0, float4& v1) {
+  if (S == 1) {
+    v0 = part[f0];
+    v1 = part[f1];
+    return;
+  }
+  const uint32_t a0 = smemAddr(part + f0), a1 = smemAddr(part + f1);
+  for (int j0 = 0; j0 < S; j0 += 2) {
+    float4 p0[2], p1[2];
+#pragma unroll
+    for (int j = 0; j < 2; ++j)
+      if (j0 + j < S) p0[j] = ldClusterF4(a0, j0 + j), p1[j] = ldClusterF4(a1, j0 + j);
+#pragma unroll
+    for (int j = 0; j < 2; ++j)
+      if (j0 + j < S) {
+        v0 = j0 + j == 0 ? p0[0] : add4(v0, p0[j]);
+        v1 = j0 + j == 0 ? p1[0] : add4(v1, p1[j]);
+      }
+  }
+}
+
+// Epilogue of one unit: row tiles m and m + 1 (v0, v1), rows g and g + 8, tokens t and t + 1.
+template <class H>
+__device__ __forceinline__ void epiUnit(const LinArgs& a, const Params& P, int m, int t, int g, int count, float4 v0, float4 v1) {
+  if (a.epi == Epilogue::Residual) {
+    // x += y. The unit's old values are all loaded before any is stored, so their L2 round trips
+    // overlap (a load after a store through the same pointer would wait for it).
+    int idx[8];
+    float val[8], old[8];
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      const int h = i >> 2, jj = (i >> 1) & 1, r = i & 1;  // row tile m + h, token t + jj, row g + 8 r
+      const float4 v = h ? v1 : v0;
+      const int m0 = (m + h) * 16 + g + 8 * r;
+      val[i] = r ? (jj ? v.w : v.z) : (jj ? v.y : v.x);
+      idx[i] = m + h < a.MT && t + jj < count && m0 < a.M ? (t + jj) * a.M + m0 : -1;
+    }
+#pragma unroll
+    for (int i = 0; i < 8; ++i)
+      if (idx[i] >= 0) old[i] = a.resid[idx[i]];
+#pragma unroll
+    for (int i = 0; i < 8; ++i)
+      if (idx[i] >= 0) a.resid[idx[i]] = old[i] + val[i];
+    return;
+  }
+  const bool swi = a.epi == Epilogue::SwiGlu;  // row tile m is a gate tile, m + 1 its up tile
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    if (m + h >= a.MT || (swi && h)) continue;
+    const float4 v = h ? v1 : v0;
+#pragma unroll
+    for (int jj = 0; jj < 2; ++jj)
+      if (t + jj < count)
+        epiPair<H>(a, P, (m + h) * 16 + g, t + jj, jj ? v.y : v.x, jj ? v.w : v.z, jj ? v1.y : v1.x, jj ? v1.w : v1.z);
+  }
+}
+
+// Grid (token group tg, split s, row group rb of 8 row tiles), token group fastest (blocks sharing
+// weights run together); the S splits of a row group are one cluster of (1, S, 1) blocks. Warps 0-7
+// are two consumer warpgroups (row tiles 4 wg .. 4 wg + 3 of the row group), warp 8 the producer
+// that fills the ring; all nine share the fold and the epilogue.
 template <class H, int NTB>
-__global__ void __launch_bounds__(kLinThreads, LinCfg<NTB>::kMinBlocks) linearKernel(const LinArgs a, int tokenGroups) {
+__global__ void __launch_bounds__(kLinThreads, LinCfg<NTB>::kMinBlocks) linearKernel(const LinArgs a) {
   using C = LinCfg<NTB>;
   extern __shared__ __align__(1024) uint8_t smem[];
   uint64_t* full = reinterpret_cast<uint64_t*>(smem + (C::kSmemBytes - 2 * kLinStages * 8));
   uint64_t* empty = full + kLinStages;
   float4* part = reinterpret_cast<float4*>(smem);
-  __shared__ int isLast;
 
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const int tg = blockIdx.x % tokenGroups;
-  const int rest = blockIdx.x / tokenGroups;
-  const int s = rest % a.S, rb = rest / a.S;
+  const int tg = blockIdx.x, s = blockIdx.y, rb = blockIdx.z;  // s is also the block's rank in its cluster
   const int kt0 = (int)((int64_t)s * a.KT / a.S), kt1 = (int)((int64_t)(s + 1) * a.KT / a.S);
   const int nStages = (kt1 - kt0 + kLinKps - 1) / kLinKps;
 
@@ -190,183 +248,113 @@ __global__ void __launch_bounds__(kLinThreads, LinCfg<NTB>::kMinBlocks) linearKe
       if (lane == 0) copyA(i);
       copyB(i);
     }
-    return;
-  }
-  gridDepWait();
-  gridDepLaunch();  // every thread: a block counts as released once all of its threads have released or exited
-  if (normB) {
-    // Token li's 1/rms by warp li (warpRstd: the norm kernel's reduction, so the same bits).
-    const int t = tok0 + warp;
-    if (t < count) {
-      const int row = a.countIsOut ? P.outRows()[t] : t;
-      const float r = warpRstd(a.x + (size_t)row * a.ldx, a.K, a.eps, lane);
-      if (lane == 0) rstd[warp] = r;
-    }
-    consumerSync();
-  }
-
-  // Consumers: warpgroup wg multiplies its 64 rows of each k-tile by the stage's N = 16 NTB columns:
-  // n-tile nt's 8 tokens are column groups 2 nt (hi halves) and 2 nt + 1 (lo halves) (layout.cuh).
-  // Per split the wgmma sequence is fixed (k-tiles in ascending order, kLinKps per stage), whatever
-  // NTB and ntiles are; a column's bits do not depend on the others (wgmma.cuh).
-  float acc[NTB][4];
-  {
-    constexpr int N = 16 * NTB;
-    const int wg = warp >> 2;
-    float d[N / 2];
-#pragma unroll
-    for (int i = 0; i < N / 2; ++i) d[i] = 0.f;
-    // normB: this thread's pairs of the next stage, loaded one stage ahead (normLoad / normStore).
-    float2 xv[kNormPairs], wv[kNormPairs];
-    if (normB) normLoad(a, P, tok0, count, kt0 * 16, min(kLinKps, kt1 - kt0), threadIdx.x & 127, xv, wv);
-    for (int i = 0; i < nStages; ++i) {
-      const int cnt = min(kLinKps, kt1 - kt0 - i * kLinKps);
-      const uint8_t* bTiles = smem + (i % kLinStages) * C::kStage + C::kStageA;
-      if (normB) {
-        uint8_t* mine = nb + (wg * 2 + (i & 1)) * kLinKps * kLinBTile;  // free: stage i - 2's wgmmas are done
-        normStore<H>(a, tok0, count, (kt0 + i * kLinKps) * 16, cnt, threadIdx.x & 127, rstd, xv, wv, mine);
-        fenceProxyAsync();  // generic-proxy stores, read by wgmma (the async proxy)
-        warpgroupSync(wg);
-        if (i + 1 < nStages)
-          normLoad(a, P, tok0, count, (kt0 + (i + 1) * kLinKps) * 16, min(kLinKps, kt1 - kt0 - (i + 1) * kLinKps),
-                   threadIdx.x & 127, xv, wv);
-        bTiles = mine;
+  } else {
+    gridDepWait();
+    gridDepLaunch();  // every thread: a block counts as released once all of its threads have released or exited
+    if (normB) {
+      // Token li's 1/rms by warp li (warpRstd: the norm kernel's reduction, so the same bits).
+      const int t = tok0 + warp;
+      if (t < count) {
+        const int row = a.countIsOut ? P.outRows()[t] : t;
+        const float r = warpRstd(a.x + (size_t)row * a.ldx, a.K, a.eps, lane);
+        if (lane == 0) rstd[warp] = r;
       }
-      mbarWait(&full[i % kLinStages], (i / kLinStages) & 1);
-      const uint8_t* st = smem + (i % kLinStages) * C::kStage;
-      wgmmaFence();
-#pragma unroll
-      for (int j = 0; j < kLinKps; ++j)
-        if (j < cnt)
-          Wgmma<N>::template mma<H>(d, gmmaDesc(st + j * kLinATile + wg * 2048, 1024, 128),
-                                    gmmaDesc(bTiles + j * NTB * kLinBTile, 128, 256));
-      wgmmaCommit();
-      wgmmaWait<1>();  // the previous stage's wgmmas are done: release its slot
-      if (i > 0) mbarArrive(&empty[(i - 1) % kLinStages]);
+      consumerSync();
     }
-    wgmmaWait<0>();
+
+    // Consumers: warpgroup wg multiplies its 64 rows of each k-tile by the stage's N = 16 NTB columns:
+    // n-tile nt's 8 tokens are column groups 2 nt (hi halves) and 2 nt + 1 (lo halves) (layout.cuh).
+    // Per split the wgmma sequence is fixed (k-tiles in ascending order, kLinKps per stage), whatever
+    // NTB and ntiles are; a column's bits do not depend on the others (wgmma.cuh).
+    float acc[NTB][4];
+    {
+      constexpr int N = 16 * NTB;
+      const int wg = warp >> 2;
+      float d[N / 2];
+#pragma unroll
+      for (int i = 0; i < N / 2; ++i) d[i] = 0.f;
+      // normB: this thread's pairs of the next stage, loaded one stage ahead (normLoad / normStore).
+      float2 xv[kNormPairs], wv[kNormPairs];
+      if (normB) normLoad(a, P, tok0, count, kt0 * 16, min(kLinKps, kt1 - kt0), threadIdx.x & 127, xv, wv);
+      for (int i = 0; i < nStages; ++i) {
+        const int cnt = min(kLinKps, kt1 - kt0 - i * kLinKps);
+        const uint8_t* bTiles = smem + (i % kLinStages) * C::kStage + C::kStageA;
+        if (normB) {
+          uint8_t* mine = nb + (wg * 2 + (i & 1)) * kLinKps * kLinBTile;  // free: stage i - 2's wgmmas are done
+          normStore<H>(a, tok0, count, (kt0 + i * kLinKps) * 16, cnt, threadIdx.x & 127, rstd, xv, wv, mine);
+          fenceProxyAsync();  // generic-proxy stores, read by wgmma (the async proxy)
+          warpgroupSync(wg);
+          if (i + 1 < nStages)
+            normLoad(a, P, tok0, count, (kt0 + (i + 1) * kLinKps) * 16, min(kLinKps, kt1 - kt0 - (i + 1) * kLinKps),
+                     threadIdx.x & 127, xv, wv);
+          bTiles = mine;
+        }
+        mbarWait(&full[i % kLinStages], (i / kLinStages) & 1);
+        const uint8_t* st = smem + (i % kLinStages) * C::kStage;
+        wgmmaFence();
+#pragma unroll
+        for (int j = 0; j < kLinKps; ++j)
+          if (j < cnt)
+            Wgmma<N>::template mma<H>(d, gmmaDesc(st + j * kLinATile + wg * 2048, 1024, 128),
+                                      gmmaDesc(bTiles + j * NTB * kLinBTile, 128, 256));
+        wgmmaCommit();
+        wgmmaWait<1>();  // the previous stage's wgmmas are done: release its slot
+        if (i > 0) mbarArrive(&empty[(i - 1) % kLinStages]);
+      }
+      wgmmaWait<0>();
 #if !defined(__CUDA_ARCH_FEAT_SM90_ALL)
-    __trap();  // the PTX fallback has no wgmma: fail loudly (cudaUsable admits sm_90 devices only)
+      __trap();  // the PTX fallback has no wgmma: fail loudly (cudaUsable admits sm_90 devices only)
 #endif
 #pragma unroll
-    for (int nt = 0; nt < NTB; ++nt)
+      for (int nt = 0; nt < NTB; ++nt)
 #pragma unroll
-      for (int e = 0; e < 4; ++e) acc[nt][e] = d[8 * nt + e] + d[8 * nt + 4 + e];  // x_hi part + x_lo part
-  }
-  consumerSync();  // every consumer is past the ring: its shared memory becomes the partials
-
-  // Combine the S splits of this row block in split order (whichever block finishes last folds).
-#pragma unroll
-  for (int nt = 0; nt < NTB; ++nt)
-    part[(warp * NTB + nt) * 32 + lane] = make_float4(acc[nt][0], acc[nt][1], acc[nt][2], acc[nt][3]);
-  if (a.S > 1) {
-    const size_t blockPart = (size_t)kLinWarps * NTB * 32;
-    float4* ws = reinterpret_cast<float4*>(a.ws) + ((size_t)(rb * tokenGroups + tg) * a.S) * blockPart;
+        for (int e = 0; e < 4; ++e) acc[nt][e] = d[8 * nt + e] + d[8 * nt + 4 + e];  // x_hi part + x_lo part
+    }
+    consumerSync();  // every consumer is past the ring: its shared memory becomes the partials
 #pragma unroll
     for (int nt = 0; nt < NTB; ++nt)
-      if (nt < ntiles) __stcg(ws + (size_t)s * blockPart + (warp * NTB + nt) * 32 + lane, part[(warp * NTB + nt) * 32 + lane]);
-    consumerSync();
-    if (threadIdx.x == 0) {
-      // One thread publishes the block's partials: the barrier orders the other threads' stores
-      // before this fence (cumulativity), and only this thread waits for the fence.
-      __threadfence();
-      const int prev = atomicAdd(a.counters + rb * tokenGroups + tg, 1);
-      isLast = prev == a.S - 1;
-      if (isLast) {
-        a.counters[rb * tokenGroups + tg] = 0;  // ready for the next launch
-        __threadfence();
-      }
-    }
-    consumerSync();
-    if (!isLast) return;
-    for (int e = threadIdx.x; e < kLinWarps * NTB * 32; e += kLinConsumers) {
-      if (((e >> 5) % NTB) >= ntiles) continue;
-      // Loads 8 at a time (one L2 round trip per 8 splits), folded in split order.
-      float4 sum = make_float4(0.f, 0.f, 0.f, 0.f);
-      for (int j0 = 0; j0 < a.S; j0 += 8) {
-        float4 p[8];
-#pragma unroll
-        for (int j = 0; j < 8; ++j)
-          if (j0 + j < a.S) p[j] = __ldcg(ws + (size_t)(j0 + j) * blockPart + e);
-#pragma unroll
-        for (int j = 0; j < 8; ++j)
-          if (j0 + j < a.S) sum = j0 + j == 0 ? p[0] : add4(sum, p[j]);
-      }
-      part[e] = sum;
-    }
+      part[(warp * NTB + nt) * 32 + lane] = make_float4(acc[nt][0], acc[nt][1], acc[nt][2], acc[nt][3]);
   }
-  consumerSync();
 
-  // Epilogue over (warp tile, n-tile, lane, column pair): rows g and g+8, token 2*(lane%4) + jj.
-  const bool swi = a.epi == Epilogue::SwiGlu;
-  const int items = kLinWarps * ntiles * 64;
-  if (a.epi == Epilogue::Residual) {
-    // x += y. Each element belongs to one thread; the old values of kBatch items are loaded
-    // before any is stored, so their L2 round trips overlap (a load after a store through the
-    // same pointer would wait for it: 8 serial round trips per thread at n = 32).
-    constexpr int kBatch = 4;  // 8 spills at the 72-register cap of 3 blocks per SM
-    for (int e0 = threadIdx.x; e0 < items; e0 += kBatch * kLinConsumers) {
-      int idx[kBatch][2];
-      float old[kBatch][2], val[kBatch][2];
-#pragma unroll
-      for (int i = 0; i < kBatch; ++i) {
-        idx[i][0] = idx[i][1] = -1;
-        const int e = e0 + i * kLinConsumers;
-        if (e >= items) continue;
-        const auto [w, nt, l, jj] = epiItem(e, ntiles);
-        const int m = rb * kLinWarps + w;
-        const int t = tok0 + nt * 8 + 2 * (l & 3) + jj;
-        if (m >= a.MT || t >= count) continue;
-        const float4 v = part[(w * NTB + nt) * 32 + l];
-        const int m0 = m * 16 + (l >> 2);
-        val[i][0] = jj ? v.y : v.x;
-        val[i][1] = jj ? v.w : v.z;
-        if (m0 < a.M) idx[i][0] = t * a.M + m0;
-        if (m0 + 8 < a.M) idx[i][1] = t * a.M + m0 + 8;
-      }
-#pragma unroll
-      for (int i = 0; i < kBatch; ++i)
-#pragma unroll
-        for (int h = 0; h < 2; ++h)
-          if (idx[i][h] >= 0) old[i][h] = a.resid[idx[i][h]];
-#pragma unroll
-      for (int i = 0; i < kBatch; ++i)
-#pragma unroll
-        for (int h = 0; h < 2; ++h)
-          if (idx[i][h] >= 0) a.resid[idx[i][h]] = old[i][h] + val[i][h];
-    }
-    return;
+  // The S splits of a row group are one cluster. Once every block's partials are in its shared
+  // memory, block s folds units [u0, u1) of all S in split order (distributed shared memory) and
+  // runs their epilogue, so the fold and the epilogue are spread over the cluster's blocks.
+  if (a.S > 1)
+    clusterSync();
+  else
+    __syncthreads();
+  constexpr int kUnits = kLinWarps / 2 * NTB * 32;
+  const int u0 = s * kUnits / a.S, u1 = (s + 1) * kUnits / a.S;
+  for (int u = u0 + (int)threadIdx.x; u < u1; u += kLinThreads) {
+    const int l = u & 31, nt = (u >> 5) % NTB, wp = (u >> 5) / NTB;
+    if (nt >= ntiles) continue;
+    const int f0 = (2 * wp * NTB + nt) * 32 + l;
+    float4 v0, v1;
+    foldSplits(part, f0, f0 + NTB * 32, a.S, v0, v1);
+    epiUnit<H>(a, P, rb * kLinWarps + 2 * wp, tok0 + nt * 8 + 2 * (l & 3), l >> 2, count, v0, v1);
   }
-  for (int e = threadIdx.x; e < items; e += kLinConsumers) {
-    const auto [w, nt, l, jj] = epiItem(e, ntiles);
-    const int m = rb * kLinWarps + w;
-    if (m >= a.MT || (swi && (w & 1))) continue;
-    const int t = tok0 + nt * 8 + 2 * (l & 3) + jj;
-    if (t >= count) continue;
-    const float4 v = part[(w * NTB + nt) * 32 + l];
-    float up0 = 0.f, up1 = 0.f;
-    if (swi) {
-      const float4 u = part[((w + 1) * NTB + nt) * 32 + l];
-      up0 = jj ? u.y : u.x;
-      up1 = jj ? u.w : u.z;
-    }
-    epiPair<H>(a, P, m * 16 + (l >> 2), t, jj ? v.y : v.x, jj ? v.w : v.z, up0, up1);
-  }
+  if (a.S > 1) clusterSync();  // the other blocks may still read this block's partials
 }
 
 template <class H, int NTB>
 void launchT(const LinArgs& a, int tokenGroups, bool pdl, cudaStream_t stream) {
   const int rowGroups = (a.MT + kLinWarps - 1) / kLinWarps;
-  launchKernel(linearKernel<H, NTB>, dim3(rowGroups * a.S * tokenGroups), dim3(kLinThreads), LinCfg<NTB>::kSmemBytes, stream,
-               pdl, "linearKernel", a, tokenGroups);
+  launchKernelCluster(linearKernel<H, NTB>, dim3(tokenGroups, a.S, rowGroups), dim3(kLinThreads), dim3(1, a.S, 1),
+                      LinCfg<NTB>::kSmemBytes, stream, pdl, "linearKernel", a);
 }
 
+template <class H, int NTB>
+void prepareT() {
+  CUDA_CHECK(cudaFuncSetAttribute(linearKernel<H, NTB>, cudaFuncAttributeMaxDynamicSharedMemorySize, LinCfg<NTB>::kSmemBytes));
+  // Clusters past 8 blocks (the portable limit) for experiments with more splits (gpu_check --splits).
+  CUDA_CHECK(cudaFuncSetAttribute(linearKernel<H, NTB>, cudaFuncAttributeNonPortableClusterSizeAllowed, 1));
+}
 template <class H>
 void prepareH() {
-  CUDA_CHECK(cudaFuncSetAttribute(linearKernel<H, 1>, cudaFuncAttributeMaxDynamicSharedMemorySize, LinCfg<1>::kSmemBytes));
-  CUDA_CHECK(cudaFuncSetAttribute(linearKernel<H, 2>, cudaFuncAttributeMaxDynamicSharedMemorySize, LinCfg<2>::kSmemBytes));
-  CUDA_CHECK(cudaFuncSetAttribute(linearKernel<H, 4>, cudaFuncAttributeMaxDynamicSharedMemorySize, LinCfg<4>::kSmemBytes));
-  CUDA_CHECK(cudaFuncSetAttribute(linearKernel<H, 8>, cudaFuncAttributeMaxDynamicSharedMemorySize, LinCfg<8>::kSmemBytes));
+  prepareT<H, 1>();
+  prepareT<H, 2>();
+  prepareT<H, 4>();
+  prepareT<H, 8>();
 }
 
 template <class H>
@@ -386,6 +374,33 @@ void launchH(const LinArgs& a, int ntb, int tokenGroups, bool pdl, cudaStream_t 
 void linearPrepare() {
   prepareH<__nv_bfloat16>();
   prepareH<__half>();
+}
+
+int linearActiveClusters(int ntb, int S, bool bf16) {
+  auto query = [&](auto kernel, int smem) {
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3(1, S, 1);
+    cfg.blockDim = dim3(kLinThreads);
+    cfg.dynamicSmemBytes = smem;
+    cudaLaunchAttribute attr;
+    attr.id = cudaLaunchAttributeClusterDimension;
+    attr.val.clusterDim.x = 1, attr.val.clusterDim.y = S, attr.val.clusterDim.z = 1;
+    cfg.attrs = &attr;
+    cfg.numAttrs = 1;
+    int n = 0;
+    CUDA_CHECK(cudaOccupancyMaxActiveClusters(&n, kernel, &cfg));
+    return n;
+  };
+  auto forH = [&](auto h) {
+    using H = decltype(h);
+    switch (ntb) {
+      case 1: return query(linearKernel<H, 1>, LinCfg<1>::kSmemBytes);
+      case 2: return query(linearKernel<H, 2>, LinCfg<2>::kSmemBytes);
+      case 4: return query(linearKernel<H, 4>, LinCfg<4>::kSmemBytes);
+      default: return query(linearKernel<H, 8>, LinCfg<8>::kSmemBytes);
+    }
+  };
+  return bf16 ? forH(__nv_bfloat16()) : forH(__half());
 }
 
 void launchLinear(const LinArgs& a, int ntb, int tokenGroups, bool bf16, bool pdl, cudaStream_t stream) {

@@ -19,13 +19,14 @@
 // shapes, kernel alone): bench/RESULTS.md, fifth session.
 //
 // Invariance. S (the number of K splits) and the k range of each split are a function of the
-// matrix shape only (chooseSplits). Within a split the accumulation is fixed: per k-tile in
+// matrix shape only (linearSplits). Within a split the accumulation is fixed: per k-tile in
 // ascending order, wgmma accumulates W*x_hi into one column and W*x_lo into another; the token's
 // output is then acc_hi + acc_lo. A wgmma column's bits depend neither on N nor on the other
-// columns (wgmma.cuh). The S partial tiles are summed in split order by whichever block of the row
-// block finishes last (an integer atomic counter decides who; the float sum order does not depend
-// on it). NTB, token groups and the number of blocks only decide which output elements a block
-// computes, never how. So a token's outputs are bitwise the same for every batch size and every
+// columns (wgmma.cuh). The S blocks of a row group's splits form one thread-block cluster: each
+// leaves its partial tile in shared memory, and after a cluster barrier block s sums its share of the
+// outputs over all S tiles in split order (distributed shared memory) and runs their epilogue.
+// NTB, token groups and the number of blocks only decide which output elements a block computes,
+// never how. So a token's outputs are bitwise the same for every batch size and every
 // batch composition.
 #pragma once
 #include <cuda_runtime.h>
@@ -61,9 +62,6 @@ struct LinArgs {
   int ldx = 0;
   const float* normW = nullptr;
   float eps = 0.f;
-  // Split-K.
-  float* ws = nullptr;
-  int* counters = nullptr;
   // Epilogue.
   Epilogue epi = Epilogue::Residual;
   QkvOut qkv{};                    // Qkv: where queries and K/V go (epilogue.cuh)
@@ -74,20 +72,24 @@ struct LinArgs {
   int vocab = 0;
 };
 
-// K splits for an MT x KT tile matrix. Measured on H100: a matrix kernel's time is dominated by
-// how many waves of blocks it needs (a second, partly empty wave costs as much as a full one), so
-// S is the largest count (<= 16, >= 4 k-tiles per split) that keeps rowBlocks * S within one wave
-// of kWaveBlocks resident blocks (3 per SM x 132 SMs: the decode configuration). It is a pure
-// function of the shape (a constant, not the device's SM count), because S is part of the
-// numerics: changing it changes the bits. CASSPEC_CUDA_SPLIT_TARGET overrides kWaveBlocks and
-// CASSPEC_CUDA_SPLIT_MIN_TILES the 4 k-tiles, for experiments only (globally).
-constexpr int kWaveBlocks = 396;
-inline int chooseSplits(int MT, int KT, int waveBlocks = kWaveBlocks, int minTiles = 4) {
-  const int rowBlocks = (MT + kLinWarps - 1) / kLinWarps;
-  int s = waveBlocks / rowBlocks;
-  s = s < 1 ? 1 : s > 16 ? 16 : s;
-  const int maxByK = KT / minTiles < 1 ? 1 : KT / minTiles;
-  return s < maxByK ? s : maxByK;
+// K splits for an MT x KT tile matrix. A matrix kernel's time is dominated by how many waves of
+// blocks it needs (a second, partly empty wave costs as much as a full one), and a row group's S
+// blocks are one cluster, which the GPU places whole, inside one GPC. Measured on the H200
+// (gpu_check --splits; bench/RESULTS.md, sixth session), S is the most splits such that
+//  - S <= 6: clusters of 12 left 336 of 396 blocks resident, clusters of 6 372 (3 blocks per SM);
+//  - rowGroups * S <= 264, one wave at 2 blocks per SM (the residency of 64-token launches); except
+//    that S = 2 may fill 396 (3 per SM, launches of up to 32 tokens), which pairs of blocks do fully;
+//  - every split has at least 4 k-tiles.
+// It is a pure function of the shape (constants, not the device's SM count), because S is part of
+// the numerics: changing it changes the bits.
+inline int linearSplits(int MT, int KT) {
+  const int rowGroups = (MT + kLinWarps - 1) / kLinWarps;
+  int s = 264 / rowGroups;
+  s = s > 6 ? 6 : s;
+  if (s < 2 && 2 * rowGroups <= 396) s = 2;
+  const int maxByK = KT / 4 < 1 ? 1 : KT / 4;
+  s = s < maxByK ? s : maxByK;
+  return s < 1 ? 1 : s;
 }
 
 // n-tiles (of 8 tokens) per block for a launch of up to maxTokens tokens.
@@ -98,14 +100,8 @@ inline int linearNtb(int maxTokens) { return maxTokens <= 8 ? 1 : maxTokens <= 1
 void launchLinear(const LinArgs& a, int ntb, int tokenGroups, bool bf16, bool pdl, cudaStream_t stream);
 // Once per device before any launch (not during graph capture): shared-memory limits.
 void linearPrepare();
-
-// Bytes of split-K workspace and counters a launch needs.
-inline size_t linearWorkspaceBytes(int MT, int S, int tokens) {
-  if (S <= 1) return 0;
-  const int rowBlocks = (MT + kLinWarps - 1) / kLinWarps;
-  const int tok = (tokens + 7) / 8 * 8;
-  return (size_t)rowBlocks * kLinWarps * 16 * S * tok * sizeof(float);
-}
-inline int linearCounters(int MT, int tokenGroups) { return (MT + kLinWarps - 1) / kLinWarps * tokenGroups; }
+// Clusters of S blocks (one row group's splits) the device keeps resident at once, for launches of
+// ntb n-tiles per block (cudaOccupancyMaxActiveClusters): times S, one wave of blocks.
+int linearActiveClusters(int ntb, int S, bool bf16);
 
 }  // namespace casspec::cuda

@@ -26,7 +26,7 @@ template <int NTB> struct Q8Cfg {
   static constexpr int kRing = NTB <= 2 ? 8 : 4;  // weight tiles in flight per lane
   static constexpr int kStage = 64 / NTB;         // k-tiles of activations staged per round (16 KB)
   static_assert(kStage % kRing == 0, "rounds must keep the weight ring aligned");
-  // 3 resident blocks per SM (<= 85 registers) up to 32 tokens, as chooseSplits' one wave of
+  // 3 resident blocks per SM (<= 85 registers) up to 32 tokens, as q8Splits' one wave of
   // 396 blocks assumes; decode-sized launches then finish in one wave.
   static constexpr int kMinBlocks = NTB <= 4 ? 3 : 2;
 };

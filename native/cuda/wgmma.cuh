@@ -1,6 +1,8 @@
 // sm_90a's asynchronous matrix path, as inline PTX (no CUTLASS): bulk copies from global to shared
 // memory that complete on mbarriers, and warpgroup MMA (wgmma) reading both operands from shared
 // memory. The matrix kernel (linear.cu) streams weights through a ring of such copies into wgmma.
+// Also the thread-block cluster barrier and loads from another block's shared memory (distributed
+// shared memory), with which the matrix kernel's K splits combine their partial sums.
 //
 // Why wgmma is batch invariant: like mma.sync (mma.cuh), each output element of
 // wgmma.m64nNk16 is computed on its own; a column's bits do not depend on N or on the other
@@ -52,6 +54,20 @@ __device__ __forceinline__ void bulkCopyG2S(void* dst, const void* src, uint32_t
   asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(smemAddr(dst)),
                "l"(src), "r"(bytes), "r"(smemAddr(bar))
                : "memory");
+}
+
+// Every thread of every block in the cluster arrives, then waits: shared-memory writes before it
+// are visible to loads from any block of the cluster after it.
+__device__ __forceinline__ void clusterSync() {
+  asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" ::: "memory");
+}
+// 16 bytes at this block's shared address `addr`, read from the same offset in cluster block `rank`.
+__device__ __forceinline__ float4 ldClusterF4(uint32_t addr, int rank) {
+  uint32_t remote;
+  float4 v;
+  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(remote) : "r"(addr), "r"(rank));
+  asm volatile("ld.shared::cluster.v4.f32 {%0, %1, %2, %3}, [%4];\n" : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w) : "r"(remote));
+  return v;
 }
 
 // Orders this thread's earlier generic-proxy writes to shared memory before later async-proxy

@@ -693,16 +693,15 @@ struct DevMem {  // minimal owning device allocation for the kernel-level test
 };
 
 // What a kernel-level matrix launch needs besides weights and B: the parameter block (n tokens,
-// token i in row i; only n / nOut / outRows matter for the residual epilogue), split-K workspace,
-// counters and a residual output for up to maxTok tokens.
+// token i in row i; only n / nOut / outRows matter for the residual epilogue) and a residual output
+// for up to maxTok tokens.
 struct LinearRig {
   int M, K, MT, KT, S, maxTok;
   std::vector<int32_t> hp;
-  DevMem params, out, ws, cnt;
+  DevMem params, out;
   LinearRig(int M_, int K_, int maxTok_ = 64)
-      : M(M_), K(K_), MT((M_ + 15) / 16), KT((K_ + 15) / 16), S(cuda::chooseSplits(MT, KT)), maxTok(maxTok_),
-        hp(cuda::kP_headerSize + 4 * maxTok_ + 1, 0), params(hp.size() * 4), out((size_t)maxTok_ * M_ * 4),
-        ws(cuda::linearWorkspaceBytes(MT, S, maxTok_)), cnt((size_t)cuda::linearCounters(MT, maxTok_ / 8) * 4) {}
+      : M(M_), K(K_), MT((M_ + 15) / 16), KT((K_ + 15) / 16), S(cuda::linearSplits(MT, KT)), maxTok(maxTok_),
+        hp(cuda::kP_headerSize + 4 * maxTok_ + 1, 0), params(hp.size() * 4), out((size_t)maxTok_ * M_ * 4) {}
   int rowGroupTiles() const { return (MT + 7) / 8 * 8; }  // whole row groups (layout.cuh)
   void setTokens(int n) {
     hp[cuda::kP_n] = n, hp[cuda::kP_nOut] = n, hp[cuda::kP_topk] = 0;
@@ -715,7 +714,7 @@ struct LinearRig {
   cuda::LinArgs args(const void* w, const void* bPacked) const {
     cuda::LinArgs a;
     a.w = w, a.M = M, a.K = K, a.MT = MT, a.KT = KT, a.S = S, a.params = params.as<int32_t>(), a.bPacked = bPacked;
-    a.ws = ws.as<float>(), a.counters = cnt.as<int>(), a.epi = cuda::Epilogue::Residual, a.resid = out.as<float>();
+    a.epi = cuda::Epilogue::Residual, a.resid = out.as<float>();
     return a;
   }
 };
@@ -814,8 +813,9 @@ static void linearShapeBitwise(const std::string& label, int M, int K, bool bf16
 
 // The matrix kernel alone on one shape (residual epilogue, packed B), n tokens: median us over
 // weight copies that rotate through 1.5 GB, so L2 holds none of the run's weights.
-static double linearShapeUs(int M, int K, int n) {
+static double linearShapeUs(int M, int K, int n, int splits = 0) {
   LinearRig rig(M, K);
+  if (splits > 0) rig.S = splits;
   const int ntb = cuda::linearNtb(n), groups = (n + ntb * 8 - 1) / (ntb * 8);
   const size_t bytes = (size_t)rig.rowGroupTiles() * rig.KT * 512, poolBytes = (size_t)1536 << 20;
   const int copies = (int)std::max<size_t>(1, poolBytes / bytes);
@@ -869,12 +869,30 @@ int main(int argc, char** argv) {
       for (const std::string& l : readBandwidths(readShapes7b())) std::printf("%s\n", l.c_str());
       return 0;
     }
+    if (a == "--splits") {  // the matrix kernel per 7B shape and K split count (cluster residency, time)
+      cuda::linearPrepare();
+      for (const ReadShape& sh : readShapes7b()) {
+        const int MT = (sh.M + 15) / 16, KT = (sh.K + 15) / 16, rg = (MT + 7) / 8;
+        for (int S : {1, 2, 3, 4, 6, 8, 9, 10, 12, 16}) {
+          if (S > KT / 4 || rg * S > 792) continue;
+          std::printf("splits %-8s S=%2d blocks %4d resident %3d/%3d  n=1 %.2f us n=8 %.2f n=32 %.2f n=64 %.2f\n", sh.name.c_str(), S,
+                      rg * S, cuda::linearActiveClusters(1, S, false) * S, cuda::linearActiveClusters(8, S, false) * S,
+                      linearShapeUs(sh.M, sh.K, 1, S), linearShapeUs(sh.M, sh.K, 8, S), linearShapeUs(sh.M, sh.K, 32, S),
+                      linearShapeUs(sh.M, sh.K, 64, S));
+        }
+      }
+      return 0;
+    }
     if (a == "--linear") {  // the matrix kernel alone per 7B decode shape, next to the read-only ceilings
       cuda::linearPrepare();
-      for (const ReadShape& sh : readShapes7b())
-        std::printf("linear kernel %-12s n=1 %.2f us, n=8 %.2f, n=16 %.2f, n=32 %.2f, n=64 %.2f\n", sh.name.c_str(),
-                    linearShapeUs(sh.M, sh.K, 1), linearShapeUs(sh.M, sh.K, 8), linearShapeUs(sh.M, sh.K, 16),
-                    linearShapeUs(sh.M, sh.K, 32), linearShapeUs(sh.M, sh.K, 64));
+      for (const ReadShape& sh : readShapes7b()) {
+        const int MT = (sh.M + 15) / 16, S = cuda::linearSplits(MT, (sh.K + 15) / 16), blocks = (MT + 7) / 8 * S;
+        std::printf("linear kernel %-12s n=1 %.2f us, n=8 %.2f, n=16 %.2f, n=32 %.2f, n=64 %.2f  (%d blocks, clusters of %d:"
+                    " %d / %d blocks resident at 1 / 8 n-tiles)\n",
+                    sh.name.c_str(), linearShapeUs(sh.M, sh.K, 1), linearShapeUs(sh.M, sh.K, 8), linearShapeUs(sh.M, sh.K, 16),
+                    linearShapeUs(sh.M, sh.K, 32), linearShapeUs(sh.M, sh.K, 64), blocks, S,
+                    cuda::linearActiveClusters(1, S, false) * S, cuda::linearActiveClusters(8, S, false) * S);
+      }
       for (const std::string& l : readBandwidths(readShapes7b())) std::printf("%s\n", l.c_str());
       return 0;
     }
@@ -1107,8 +1125,6 @@ int main(int argc, char** argv) {
         extra.push_back(tag + variant(cfg, wdt, "CASSPEC_CUDA_PDL", "0", {1, 32}));
         for (const char* v : {"0", "1"}) extra.push_back(tag + variant(cfg, wdt, "CASSPEC_CUDA_PDL_EARLY", v, {1, 8, 32}));
         if (!big) extra.push_back(tag + variant(cfg, wdt, "CASSPEC_CUDA_GRAPHS", "0", {1, 32}));
-        for (const char* target : {"264", "528", "792"})
-          extra.push_back(tag + variant(cfg, wdt, "CASSPEC_CUDA_SPLIT_TARGET", target, {1, 32}));
         if (!big) extra.push_back(tag + variant(cfg, wdt, "CASSPEC_CUDA_KV", "half", {1, 32}));
         extra.push_back(tag + variant(cfg, wdt, "CASSPEC_CUDA_ATTN_TAIL", "0", {8, 32, 64}));
         extra.push_back(tag + variant(cfg, wdt, "CASSPEC_CUDA_ATTN_TAIL", "1", {8, 32, 64}));

@@ -71,7 +71,7 @@ __global__ void streamKernel(const uint4* base, int tilesPerWarp, uint32_t* sink
 }  // namespace
 
 // One line per variant: GB/s read. `shapes`: the decode matrix kernels to mimic (their blocks and
-// k-tiles per warp follow from chooseSplits, as in the backend).
+// k-tiles per warp follow from linearSplits, as in the backend).
 std::vector<std::string> readBandwidths(const std::vector<ReadShape>& shapes) {
   int sms = 0;
   CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
@@ -106,7 +106,7 @@ std::vector<std::string> readBandwidths(const std::vector<ReadShape>& shapes) {
   // The matrix kernels' launch shapes (blocks of 8 warps, k-tiles per warp), reading about the
   // same bytes as their weights with no math: the cost of one short kernel's ramp and tail.
   for (const ReadShape& sh : shapes) {
-    const int MT = (sh.M + 15) / 16, KT = (sh.K + 15) / 16, S = casspec::cuda::chooseSplits(MT, KT);
+    const int MT = (sh.M + 15) / 16, KT = (sh.K + 15) / 16, S = casspec::cuda::linearSplits(MT, KT);
     const int blocks = (MT + casspec::cuda::kLinWarps - 1) / casspec::cuda::kLinWarps * S, tiles = KT / S;
     const double moved = (double)blocks * 8 * tiles * 512;
     // Each run reads another copy, so L2 holds none of its bytes (a 33 MB matrix fits in L2).
