@@ -95,18 +95,24 @@ __device__ __forceinline__ void normStore(const LinArgs& a, int tok0, int count,
 }
 
 // Ring geometry: a stage holds kKps k-tiles of the block's weights (one contiguous copy of kKps x
-// 4 KB) and of its tokens' B tiles (one 512-byte copy per n-tile and k-tile).
-template <int NTB> struct LinCfg {
+// 4 KB) and of its tokens' B tiles (one 512-byte copy per n-tile and k-tile). Up to 32 tokens 3
+// blocks share an SM (<= 72 registers, 3 stages each); 64 tokens, or DEEP, 2 per SM, DEEP with as
+// many stages as half an SM's shared memory holds: for grids of at most 2 blocks per SM, whose
+// first stages (requested before the PDL wait) then prefetch as many weight bytes as 3 shallow
+// blocks per SM would. The stage count does not change the bits.
+template <int NTB, bool DEEP> struct LinCfg {
   static constexpr int kStageA = kLinKps * kLinATile;
   static constexpr int kStage = kStageA + kLinKps * NTB * kLinBTile;
   static constexpr int kPartBytes = kLinWarps * NTB * 512;  // split partials, after the ring is drained
-  static constexpr int kRingBytes = kLinStages * kStage;
   // normB (NTB == 1): per consumer warpgroup two buffers of a stage's B tiles.
   static constexpr int kNormBytes = NTB == 1 ? 2 * 2 * kLinKps * kLinBTile : 0;
+  static constexpr int kHalfSm = 112 * 1024;  // dynamic shared memory of one of 2 blocks per SM (228 KB)
+  static constexpr int kStages = DEEP ? (kHalfSm - kNormBytes - 128) / kStage : 3;
+  static constexpr int kRingBytes = kStages * kStage;
   static constexpr int kSmemBytes =
-      (kRingBytes + kNormBytes > kPartBytes ? kRingBytes + kNormBytes : kPartBytes) + 2 * kLinStages * 8;
-  // 3 resident blocks per SM up to 32 tokens (<= 72 registers), 2 at 64 (linearSplits).
-  static constexpr int kMinBlocks = NTB <= 4 ? 3 : 2;
+      (kRingBytes + kNormBytes > kPartBytes ? kRingBytes + kNormBytes : kPartBytes) + 2 * kStages * 8;
+  static constexpr int kMinBlocks = NTB <= 4 && !DEEP ? 3 : 2;
+  static_assert(kStages >= 3 && kSmemBytes * kMinBlocks <= 224 * 1024, "shared memory per SM");
 };
 
 __device__ __forceinline__ void consumerSync() { asm volatile("bar.sync 1, %0;\n" ::"n"(kLinConsumers) : "memory"); }
@@ -183,9 +189,10 @@ __device__ __forceinline__ void epiUnit(const LinArgs& a, const Params& P, int m
 // weights run together); the S splits of a row group are one cluster of (1, S, 1) blocks. Warps 0-7
 // are two consumer warpgroups (row tiles 4 wg .. 4 wg + 3 of the row group), warp 8 the producer
 // that fills the ring; all nine share the fold and the epilogue.
-template <class H, int NTB>
-__global__ void __launch_bounds__(kLinThreads, LinCfg<NTB>::kMinBlocks) linearKernel(const LinArgs a) {
-  using C = LinCfg<NTB>;
+template <class H, int NTB, bool DEEP>
+__global__ void __launch_bounds__(kLinThreads, LinCfg<NTB, DEEP>::kMinBlocks) linearKernel(const LinArgs a) {
+  using C = LinCfg<NTB, DEEP>;
+  constexpr int kLinStages = C::kStages;
   extern __shared__ __align__(1024) uint8_t smem[];
   uint64_t* full = reinterpret_cast<uint64_t*>(smem + (C::kSmemBytes - 2 * kLinStages * 8));
   uint64_t* empty = full + kLinStages;
@@ -336,34 +343,49 @@ __global__ void __launch_bounds__(kLinThreads, LinCfg<NTB>::kMinBlocks) linearKe
   if (a.S > 1) clusterSync();  // the other blocks may still read this block's partials
 }
 
-template <class H, int NTB>
+// Grids of at most kDeepBlocks blocks (2 per SM of an H100/H200) run the deep ring.
+constexpr int kDeepBlocks = 264;
+
+template <class H, int NTB, bool DEEP>
 void launchT(const LinArgs& a, int tokenGroups, bool pdl, cudaStream_t stream) {
   const int rowGroups = (a.MT + kLinWarps - 1) / kLinWarps;
-  launchKernelCluster(linearKernel<H, NTB>, dim3(tokenGroups, a.S, rowGroups), dim3(kLinThreads), dim3(1, a.S, 1),
-                      LinCfg<NTB>::kSmemBytes, stream, pdl, "linearKernel", a);
+  launchKernelCluster(linearKernel<H, NTB, DEEP>, dim3(tokenGroups, a.S, rowGroups), dim3(kLinThreads), dim3(1, a.S, 1),
+                      LinCfg<NTB, DEEP>::kSmemBytes, stream, pdl, "linearKernel", a);
+}
+template <class H, int NTB>
+void launchN(const LinArgs& a, int tokenGroups, bool pdl, cudaStream_t stream) {
+  const int blocks = (a.MT + kLinWarps - 1) / kLinWarps * a.S * tokenGroups;
+  if (NTB < 8 && blocks <= kDeepBlocks)
+    launchT<H, NTB, NTB < 8>(a, tokenGroups, pdl, stream);
+  else
+    launchT<H, NTB, false>(a, tokenGroups, pdl, stream);
 }
 
-template <class H, int NTB>
+template <class H, int NTB, bool DEEP>
 void prepareT() {
-  CUDA_CHECK(cudaFuncSetAttribute(linearKernel<H, NTB>, cudaFuncAttributeMaxDynamicSharedMemorySize, LinCfg<NTB>::kSmemBytes));
+  auto kernel = linearKernel<H, NTB, DEEP>;
+  CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, LinCfg<NTB, DEEP>::kSmemBytes));
   // Clusters past 8 blocks (the portable limit) for experiments with more splits (gpu_check --splits).
-  CUDA_CHECK(cudaFuncSetAttribute(linearKernel<H, NTB>, cudaFuncAttributeNonPortableClusterSizeAllowed, 1));
+  CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1));
 }
 template <class H>
 void prepareH() {
-  prepareT<H, 1>();
-  prepareT<H, 2>();
-  prepareT<H, 4>();
-  prepareT<H, 8>();
+  prepareT<H, 1, false>();
+  prepareT<H, 2, false>();
+  prepareT<H, 4, false>();
+  prepareT<H, 8, false>();
+  prepareT<H, 1, true>();
+  prepareT<H, 2, true>();
+  prepareT<H, 4, true>();
 }
 
 template <class H>
 void launchH(const LinArgs& a, int ntb, int tokenGroups, bool pdl, cudaStream_t stream) {
   switch (ntb) {
-    case 1: return launchT<H, 1>(a, tokenGroups, pdl, stream);
-    case 2: return launchT<H, 2>(a, tokenGroups, pdl, stream);
-    case 4: return launchT<H, 4>(a, tokenGroups, pdl, stream);
-    case 8: return launchT<H, 8>(a, tokenGroups, pdl, stream);
+    case 1: return launchN<H, 1>(a, tokenGroups, pdl, stream);
+    case 2: return launchN<H, 2>(a, tokenGroups, pdl, stream);
+    case 4: return launchN<H, 4>(a, tokenGroups, pdl, stream);
+    case 8: return launchN<H, 8>(a, tokenGroups, pdl, stream);
   }
   // A launch shape no kernel is instantiated for must fail loudly, never skip the projection.
   fail("E_INTERNAL", "linear kernel: no kernel for " + std::to_string(ntb) + " n-tiles per block");
@@ -394,10 +416,10 @@ int linearActiveClusters(int ntb, int S, bool bf16) {
   auto forH = [&](auto h) {
     using H = decltype(h);
     switch (ntb) {
-      case 1: return query(linearKernel<H, 1>, LinCfg<1>::kSmemBytes);
-      case 2: return query(linearKernel<H, 2>, LinCfg<2>::kSmemBytes);
-      case 4: return query(linearKernel<H, 4>, LinCfg<4>::kSmemBytes);
-      default: return query(linearKernel<H, 8>, LinCfg<8>::kSmemBytes);
+      case 1: return query(linearKernel<H, 1, false>, LinCfg<1, false>::kSmemBytes);
+      case 2: return query(linearKernel<H, 2, false>, LinCfg<2, false>::kSmemBytes);
+      case 4: return query(linearKernel<H, 4, false>, LinCfg<4, false>::kSmemBytes);
+      default: return query(linearKernel<H, 8, false>, LinCfg<8, false>::kSmemBytes);
     }
   };
   return bf16 ? forH(__nv_bfloat16()) : forH(__half());

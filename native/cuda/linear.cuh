@@ -3,13 +3,16 @@
 // Launch shape. One block per (row group rb of 8 weight row tiles = 128 rows, K split s, token
 // group tg). A producer warp streams the block's weights (one contiguous 4 KB per k-tile,
 // layout.cuh) and its tokens' B tiles (512 bytes per n-tile and k-tile) through a ring of
-// kLinStages shared-memory stages of kLinKps k-tiles, with bulk copies that complete on mbarriers
-// (wgmma.cuh); the first stages' weights are requested before the PDL wait. Two consumer
+// shared-memory stages of kLinKps k-tiles (3 stages, more for grids of at most 2 blocks per SM:
+// linear.cu LinCfg), with bulk copies that complete on mbarriers (wgmma.cuh); the first stages'
+// weights are requested before the PDL wait, so they stream while the previous kernel ends. Two consumer
 // warpgroups (64 rows each) multiply every k-tile with wgmma, N = 16 NTB columns (the hi and lo
 // halves of NTB n-tiles of 8 tokens), reading both operands from shared memory, one stage's
 // wgmmas in flight while the next stage is waited for. A block covers NTB n-tiles (1 for n <= 8, ...
-// 8 for n = 64 and prefill, where further token groups are further blocks). Several blocks stay
-// resident per SM, so one block's split combine overlaps the others' streams. For one n-tile on
+// 8 for n = 64 and prefill, where further token groups are further blocks). The S blocks of a row
+// group's K splits are one thread-block cluster that shares the split fold and the epilogue
+// (below): a single last block per row group made both a serial tail that grew with the tokens.
+// For one n-tile on
 // short rows the RMSNorm before qkv, gate/up and the LM head runs inside the kernel (normB): the
 // consumer warps compute the tokens' 1/rms while the first weights are in flight, and each consumer
 // warpgroup writes the normalised hi/lo B tiles of every stage itself, so no norm kernel sits between
@@ -45,7 +48,6 @@ constexpr int kLinThreads = kLinConsumers + 32;  // + the producer warp
 constexpr int kLinATile = kRowGroup * 512;       // weight bytes per (row group, k-tile)
 constexpr int kLinBTile = 512;                   // B bytes per (n-tile, k-tile)
 constexpr int kLinKps = 4;                       // k-tiles per ring stage
-constexpr int kLinStages = 3;                    // ring stages (3 blocks per SM fit at n <= 8)
 
 enum class Epilogue : int { Qkv = 0, Residual = 1, SwiGlu = 2, Logits = 3 };
 
