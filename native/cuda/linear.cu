@@ -299,6 +299,9 @@ __global__ void __launch_bounds__(kLinThreads, LinCfg<NTB, DEEP>::kMinBlocks) li
         mbarWait(&full[i % kLinStages], (i / kLinStages) & 1);
         const uint8_t* st = smem + (i % kLinStages) * C::kStage;
         wgmmaFence();
+        // The last stage of a split can be partial. ptxas serializes wgmmas under this branch (warning
+        // C7520); issuing all kLinKps with a zero weight tile for the missing k-tiles was measured slower
+        // (bench/RESULTS.md, sixth session).
 #pragma unroll
         for (int j = 0; j < kLinKps; ++j)
           if (j < cnt)
