@@ -10,9 +10,12 @@
 // groups).
 //
 // Activations ("B" operand, tokens as columns): X [n x K] is stored as tiles of 8 tokens x 16 k,
-// tile (nt, kt) at byte (nt * KT + kt) * 512, each holding the tokens' hi halves then their lo
-// halves (splitHiLo in mma.cuh): [hi/lo][k half][token][k], i.e. wgmma columns 8 tokens of hi then
-// 8 of lo: LBO 128 bytes, SBO 256 when a stage stores a k-tile's n-tiles side by side.
+// each holding the tokens' hi halves then their lo halves (splitHiLo in mma.cuh): [hi/lo][k
+// half][token][k], i.e. wgmma columns 8 tokens of hi then 8 of lo: LBO 128 bytes, SBO 256 when a
+// stage stores a k-tile's n-tiles side by side. Tiles go k-tile-major within groups of kBGroup
+// n-tiles (64 tokens): tile (nt, kt) at byte ((nt / 8 * KT + kt) * 8 + nt % 8) * 512, so the 1, 2,
+// 4 or 8 aligned n-tiles a matrix block takes are contiguous for each k-tile (one bulk copy), and a
+// buffer holds whole groups.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -39,9 +42,10 @@ CASSPEC_HDI size_t packedA(int64_t m, int64_t k, int KT) {
 // Element (token t, k) of a packed activation with KT k-tiles: index (in halves) of its hi half;
 // the lo half sits kPackedLo halves later.
 constexpr int kPackedLo = 128;
+constexpr int kBGroup = 8;
 CASSPEC_HDI size_t packedB(int64_t t, int64_t k, int KT) {
   const int c = (int)(k & 15);
-  return ((size_t)(t >> 3) * KT + (k >> 4)) * 256 + (c >> 3) * 64 + (int)(t & 7) * 8 + (c & 7);
+  return (((size_t)(t >> 6) * KT + (k >> 4)) * kBGroup + ((t >> 3) & 7)) * 256 + (c >> 3) * 64 + (int)(t & 7) * 8 + (c & 7);
 }
 
 // Row order inside the fused QKV matrix. Within each head of Wq, Wk and Wv, packed row tile j

@@ -95,7 +95,7 @@ __device__ __forceinline__ void normStore(const LinArgs& a, int tok0, int count,
 }
 
 // Ring geometry: a stage holds kKps k-tiles of the block's weights (one contiguous copy of kKps x
-// 4 KB) and of its tokens' B tiles (one 512-byte copy per n-tile and k-tile). Up to 32 tokens 3
+// 4 KB) and of its tokens' B tiles (one copy of all its n-tiles per k-tile). Up to 32 tokens 3
 // blocks share an SM (<= 72 registers, 3 stages each); 64 tokens, or DEEP, 2 per SM, DEEP with as
 // many stages as half an SM's shared memory holds: for grids of at most 2 blocks per SM, whose
 // first stages (requested before the PDL wait) then prefetch as many weight bytes as 3 shallow
@@ -228,7 +228,9 @@ __global__ void __launch_bounds__(kLinThreads, LinCfg<NTB, DEEP>::kMinBlocks) li
     // Producer. The weights of the first stages do not depend on the previous kernel: their copies
     // start before the PDL wait; the B tiles (its outputs) after it.
     const uint8_t* wBase = static_cast<const uint8_t*>(a.w) + ((size_t)rb * a.KT + kt0) * kLinATile;
-    const uint8_t* bBase = static_cast<const uint8_t*>(a.bPacked) + (size_t)tg * NTB * a.KT * kLinBTile;
+    // The block's ntiles n-tiles of one k-tile are one contiguous run (layout.cuh): kBGroup tiles per k-tile.
+    const int nt0 = tg * NTB;
+    const uint8_t* bBase = static_cast<const uint8_t*>(a.bPacked) + ((size_t)nt0 / kBGroup * a.KT * kBGroup + nt0 % kBGroup) * kLinBTile;
     auto stageOf = [&](int i) { return smem + (i % kLinStages) * C::kStage; };
     auto copyA = [&](int i) {
       const int cnt = min(kLinKps, kt1 - kt0 - i * kLinKps);
@@ -238,11 +240,9 @@ __global__ void __launch_bounds__(kLinThreads, LinCfg<NTB, DEEP>::kMinBlocks) li
     auto copyB = [&](int i) {
       if (normB) return;  // the consumers build B
       const int cnt = min(kLinKps, kt1 - kt0 - i * kLinKps);
-      for (int c = lane; c < cnt * ntiles; c += 32) {
-        const int j = c / ntiles, nt = c % ntiles;
-        bulkCopyG2S(stageOf(i) + C::kStageA + (j * NTB + nt) * kLinBTile,
-                    bBase + ((size_t)nt * a.KT + kt0 + i * kLinKps + j) * kLinBTile, kLinBTile, &full[i % kLinStages]);
-      }
+      if (lane < cnt)
+        bulkCopyG2S(stageOf(i) + C::kStageA + lane * NTB * kLinBTile,
+                    bBase + (size_t)(kt0 + i * kLinKps + lane) * kBGroup * kLinBTile, ntiles * kLinBTile, &full[i % kLinStages]);
     };
     const int first = min(kLinStages, nStages);
     if (lane == 0)
