@@ -396,7 +396,7 @@ void CudaContext::runPiece(const Batch& b, const Piece& p, ForwardResult& out, b
     params_.allocate(words * 4 * 2, "forward parameters");
   }
 
-  CUDA_CHECK(cudaEventRecord(start_, stream_));
+  if (p.s0 == 0) CUDA_CHECK(cudaEventRecord(start_, stream_));  // lastDeviceMs spans every piece
   CUDA_CHECK(cudaMemcpyAsync(params_.get(), h, words * 4, cudaMemcpyHostToDevice, stream_));
   if (replay) {
     const cudaGraphExec_t exec = graphFor(bucketOf(n), b.skip, b.quant);

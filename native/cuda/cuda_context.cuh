@@ -37,7 +37,8 @@ class CudaContext : public BackendContext {
   // captured graphs stay valid, since they reference this context's own buffers.
   void reset();
 
-  // Device time of the last forward (first copy to last copy), for benchmarks.
+  // Device time of the last forward, from its first copy to its last (all pieces of a long one, with
+  // the host's work between them), for benchmarks.
   float lastDeviceMs();
   // Tokens per piece of a long forward (the attention partials are sized for it).
   int piece() const { return piece_; }
