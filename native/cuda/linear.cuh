@@ -2,22 +2,22 @@
 //
 // Launch shape. One block per (row group rb of 8 weight row tiles = 128 rows, K split s, token
 // group tg). A producer warp streams the block's weights (one contiguous 4 KB per k-tile,
-// layout.cuh) and its tokens' B tiles (512 bytes per n-tile and k-tile) through a ring of
+// layout.cuh) and its tokens' B tiles (one copy per k-tile for all its n-tiles) through a ring of
 // shared-memory stages of kLinKps k-tiles (3 stages, more for grids of at most 2 blocks per SM:
 // linear.cu LinCfg), with bulk copies that complete on mbarriers (wgmma.cuh); the first stages'
-// weights are requested before the PDL wait, so they stream while the previous kernel ends. Two consumer
-// warpgroups (64 rows each) multiply every k-tile with wgmma, N = 16 NTB columns (the hi and lo
-// halves of NTB n-tiles of 8 tokens), reading both operands from shared memory, one stage's
-// wgmmas in flight while the next stage is waited for. A block covers NTB n-tiles (1 for n <= 8, ...
+// weights are requested before the PDL wait, so they stream while the previous kernel ends. Two
+// consumer warpgroups (64 rows each) multiply every k-tile with wgmma, N = 16 NTB columns (the hi
+// and lo halves of NTB n-tiles of 8 tokens), reading both operands from shared memory, one
+// stage's wgmmas in flight while the next stage is waited for. A block covers NTB n-tiles (1 for n <= 8, ...
 // 8 for n = 64 and prefill, where further token groups are further blocks). The S blocks of a row
 // group's K splits are one thread-block cluster that shares the split fold and the epilogue
 // (below): a single last block per row group made both a serial tail that grew with the tokens.
-// For one n-tile on
-// short rows the RMSNorm before qkv, gate/up and the LM head runs inside the kernel (normB): the
-// consumer warps compute the tokens' 1/rms while the first weights are in flight, and each consumer
-// warpgroup writes the normalised hi/lo B tiles of every stage itself, so no norm kernel sits between
-// two matrix kernels. (That costs a memory round trip and a proxy fence per stage: it pays where a
-// split is one or two stages, not on the 7B shape; bench/RESULTS.md, fifth session.)
+// For one n-tile on short rows the RMSNorm before qkv, gate/up and the LM head runs inside the
+// kernel (normB): the consumer warps compute the tokens' 1/rms while the first weights are in
+// flight, and each consumer warpgroup writes the normalised hi/lo B tiles of every stage itself,
+// so no norm kernel sits between two matrix kernels. (That costs a memory round trip and a proxy
+// fence per stage: it pays where a split is one or two stages, not on the 7B shape;
+// bench/RESULTS.md, fifth session.)
 // Measured against the register-ring mma.sync kernel this replaced (gpu_check --linear, H200, 7B
 // shapes, kernel alone): bench/RESULTS.md, fifth session.
 //
