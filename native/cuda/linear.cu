@@ -346,8 +346,8 @@ __global__ void __launch_bounds__(kLinThreads, LinCfg<NTB, DEEP>::kMinBlocks) li
   if (a.S > 1) clusterSync();  // the other blocks may still read this block's partials
 }
 
-// Grids of at most kDeepBlocks blocks (2 per SM of an H100/H200) run the deep ring.
-constexpr int kDeepBlocks = 264;
+// Grids of at most 2 blocks per SM run the deep ring.
+constexpr int kDeepBlocks = 2 * kWaveSms;
 
 template <class H, int NTB, bool DEEP>
 void launchT(const LinArgs& a, int tokenGroups, bool pdl, cudaStream_t stream) {

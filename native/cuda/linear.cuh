@@ -48,6 +48,9 @@ constexpr int kLinThreads = kLinConsumers + 32;  // + the producer warp
 constexpr int kLinATile = kRowGroup * 512;       // weight bytes per (row group, k-tile)
 constexpr int kLinBTile = 512;                   // B bytes per (n-tile, k-tile)
 constexpr int kLinKps = 4;                       // k-tiles per ring stage
+// SMs of an H100 / H200: the wave sizes that choose K splits (a constant, not the device's count,
+// because the splits are part of the numerics) and the deep ring (linear.cu).
+constexpr int kWaveSms = 132;
 
 enum class Epilogue : int { Qkv = 0, Residual = 1, SwiGlu = 2, Logits = 3 };
 
@@ -86,9 +89,9 @@ struct LinArgs {
 // the numerics: changing it changes the bits.
 inline int linearSplits(int MT, int KT) {
   const int rowGroups = (MT + kLinWarps - 1) / kLinWarps;
-  int s = 264 / rowGroups;
+  int s = 2 * kWaveSms / rowGroups;
   s = s > 6 ? 6 : s;
-  if (s < 2 && 2 * rowGroups <= 396) s = 2;
+  if (s < 2 && 2 * rowGroups <= 3 * kWaveSms) s = 2;
   const int maxByK = KT / 4 < 1 ? 1 : KT / 4;
   s = s < maxByK ? s : maxByK;
   return s < 1 ? 1 : s;
