@@ -124,7 +124,7 @@ void CudaBackend::allocateQuantScratch() {
   const LayerWeights& l = layers_[0];
   const int kt8 = std::max({l.qkv8.KT, l.o8.KT, l.gateUp8.KT, l.down8.KT});
   const int ld = std::max({l.qkv8.MT, l.o8.MT, l.gateUp8.MT, l.down8.MT}) * 16;
-  const int rowGroups = q8RowGroups(ld / 16);
+  const int rowGroups = rowGroupsOf(ld / 16);
   scratch_.xq.allocate((size_t)tiles * kt8 * 256, "int8 activations");
   scratch_.sx.allocate((size_t)n * 4, "int8 activation scales");
   scratch_.h32.allocate((size_t)n * c_.ffn * 4, "mlp activations (fp32)");

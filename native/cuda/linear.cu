@@ -351,14 +351,13 @@ constexpr int kDeepBlocks = 2 * kWaveSms;
 
 template <class H, int NTB, bool DEEP>
 void launchT(const LinArgs& a, int tokenGroups, bool pdl, cudaStream_t stream) {
-  const int rowGroups = (a.MT + kLinWarps - 1) / kLinWarps;
-  launchKernelCluster(linearKernel<H, NTB, DEEP>, dim3(tokenGroups, a.S, rowGroups), dim3(kLinThreads), dim3(1, a.S, 1),
+  launchKernelCluster(linearKernel<H, NTB, DEEP>, dim3(tokenGroups, a.S, rowGroupsOf(a.MT)), dim3(kLinThreads), dim3(1, a.S, 1),
                       LinCfg<NTB, DEEP>::kSmemBytes, stream, pdl, "linearKernel", a);
 }
 template <class H, int NTB>
 void launchN(const LinArgs& a, int tokenGroups, bool pdl, cudaStream_t stream) {
-  const int blocks = (a.MT + kLinWarps - 1) / kLinWarps * a.S * tokenGroups;
-  if (NTB < 8 && blocks <= kDeepBlocks)
+  // (The 8-n-tile kernel already runs 2 blocks per SM: it has no deep form to instantiate.)
+  if (NTB < 8 && rowGroupsOf(a.MT) * a.S * tokenGroups <= kDeepBlocks)
     launchT<H, NTB, NTB < 8>(a, tokenGroups, pdl, stream);
   else
     launchT<H, NTB, false>(a, tokenGroups, pdl, stream);

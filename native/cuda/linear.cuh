@@ -77,6 +77,11 @@ struct LinArgs {
   int vocab = 0;
 };
 
+// Row groups (kLinWarps row tiles, one block's rows) of a matrix with MT row tiles.
+inline int rowGroupsOf(int MT) { return (MT + kLinWarps - 1) / kLinWarps; }
+// The most K splits that leave every split at least 4 k-tiles.
+inline int maxSplitsByK(int KT) { return KT / 4 < 1 ? 1 : KT / 4; }
+
 // K splits for an MT x KT tile matrix. A matrix kernel's time is dominated by how many waves of
 // blocks it needs (a second, partly empty wave costs as much as a full one), and a row group's S
 // blocks are one cluster, which the GPU places whole, inside one GPC. Measured on the H200
@@ -88,12 +93,11 @@ struct LinArgs {
 // It is a pure function of the shape (constants, not the device's SM count), because S is part of
 // the numerics: changing it changes the bits.
 inline int linearSplits(int MT, int KT) {
-  const int rowGroups = (MT + kLinWarps - 1) / kLinWarps;
+  const int rowGroups = rowGroupsOf(MT);
   int s = 2 * kWaveSms / rowGroups;
   s = s > 6 ? 6 : s;
   if (s < 2 && 2 * rowGroups <= 3 * kWaveSms) s = 2;
-  const int maxByK = KT / 4 < 1 ? 1 : KT / 4;
-  s = s < maxByK ? s : maxByK;
+  s = s < maxSplitsByK(KT) ? s : maxSplitsByK(KT);
   return s < 1 ? 1 : s;
 }
 

@@ -166,7 +166,7 @@ __global__ void __launch_bounds__(kThreads, Q8Cfg<NTB>::kMinBlocks) linearQ8Kern
 
 template <class H, int NTB>
 void launchT(const Q8Args& a, int tokenGroups, bool pdl, cudaStream_t stream) {
-  const dim3 grid(q8RowGroups(a.MT) * a.S * tokenGroups);
+  const dim3 grid(rowGroupsOf(a.MT) * a.S * tokenGroups);
   launchKernel(linearQ8Kernel<H, NTB>, grid, dim3(kThreads), 0, stream, pdl, "linearQ8Kernel", a, tokenGroups);
 }
 

@@ -45,14 +45,12 @@ struct Q8Args {
 // bf16: the KV cache's 16-bit type when it is not fp32.
 void launchLinearQ8(const Q8Args& a, int ntb, int tokenGroups, bool bf16, bool pdl, cudaStream_t stream);
 
-inline int q8RowGroups(int MT) { return (MT + kLinWarps - 1) / kLinWarps; }
 // K splits: the most (<= 16, >= 4 k-tiles each) that keep the grid in one wave of 3 blocks per SM x
 // 132 SMs. Not part of the numerics here (integer sums): any count gives the same bits.
 inline int q8Splits(int MT, int KT) {
-  int s = 3 * kWaveSms / q8RowGroups(MT);
+  int s = 3 * kWaveSms / rowGroupsOf(MT);
   s = s < 1 ? 1 : s > 16 ? 16 : s;
-  const int maxByK = KT / 4 < 1 ? 1 : KT / 4;
-  return s < maxByK ? s : maxByK;
+  return s < maxSplitsByK(KT) ? s : maxSplitsByK(KT);
 }
 
 }  // namespace casspec::cuda

@@ -702,7 +702,7 @@ struct LinearRig {
   LinearRig(int M_, int K_, int maxTok_ = 64)
       : M(M_), K(K_), MT((M_ + 15) / 16), KT((K_ + 15) / 16), S(cuda::linearSplits(MT, KT)), maxTok(maxTok_),
         hp(cuda::kP_headerSize + 4 * maxTok_ + 1, 0), params(hp.size() * 4), out((size_t)maxTok_ * M_ * 4) {}
-  int rowGroupTiles() const { return (MT + 7) / 8 * 8; }  // whole row groups (layout.cuh)
+  int rowGroupTiles() const { return cuda::rowGroupsOf(MT) * cuda::kLinWarps; }  // whole row groups (layout.cuh)
   void setTokens(int n) {
     hp[cuda::kP_n] = n, hp[cuda::kP_nOut] = n, hp[cuda::kP_topk] = 0;
     const int o = cuda::kP_headerSize;
@@ -872,7 +872,7 @@ int main(int argc, char** argv) {
     if (a == "--splits") {  // the matrix kernel per 7B shape and K split count (cluster residency, time)
       cuda::linearPrepare();
       for (const ReadShape& sh : readShapes7b()) {
-        const int MT = (sh.M + 15) / 16, KT = (sh.K + 15) / 16, rg = (MT + 7) / 8;
+        const int MT = (sh.M + 15) / 16, KT = (sh.K + 15) / 16, rg = cuda::rowGroupsOf(MT);
         for (int S : {1, 2, 3, 4, 6, 8, 9, 10, 12, 16}) {
           if (S > KT / 4 || rg * S > 792) continue;
           std::printf("splits %-8s S=%2d blocks %4d resident %3d/%3d  n=1 %.2f us n=8 %.2f n=32 %.2f n=64 %.2f\n", sh.name.c_str(), S,
@@ -886,7 +886,7 @@ int main(int argc, char** argv) {
     if (a == "--linear") {  // the matrix kernel alone per 7B decode shape, next to the read-only ceilings
       cuda::linearPrepare();
       for (const ReadShape& sh : readShapes7b()) {
-        const int MT = (sh.M + 15) / 16, S = cuda::linearSplits(MT, (sh.K + 15) / 16), blocks = (MT + 7) / 8 * S;
+        const int MT = (sh.M + 15) / 16, S = cuda::linearSplits(MT, (sh.K + 15) / 16), blocks = cuda::rowGroupsOf(MT) * S;
         std::printf("linear kernel %-12s n=1 %.2f us, n=8 %.2f, n=16 %.2f, n=32 %.2f, n=64 %.2f  (%d blocks, clusters of %d:"
                     " %d / %d blocks resident at 1 / 8 n-tiles)\n",
                     sh.name.c_str(), linearShapeUs(sh.M, sh.K, 1), linearShapeUs(sh.M, sh.K, 8), linearShapeUs(sh.M, sh.K, 16),
