@@ -36,12 +36,20 @@ __host__ __device__ constexpr int attnWarpScratch(int tailRows) { return 16 * ta
 template <int D> struct AttnCfg {
   static constexpr int LD = D + 8;  // padded shared-memory row (halves): conflict-free ldmatrix
   static constexpr int kArray = CH * LD;
-  // [K, V (+ lo halves)] x (chunk rows + tail rows), then the decode path's cross-warp partials
-  // (red, obuf) or the wide path's per-warp scratch. Kept small enough for 3 wide blocks per SM
-  // at n = 32 on head_dim 128: a second wave of blocks doubles the kernel's time.
+  // Decode path: the 4 warps' partial O (obuf) overlays the staged K/V once P V is done.
+  static constexpr int kObufFloats = 4 * 16 * D;
+  static_assert(kObufFloats * 4 <= 2 * kArray * 2, "obuf must fit over the staged K and V");
+  // Decode path, tree tail: S against the tail rows [16][tailRows], then per key tile the P
+  // that goes token by token [4][16 rows][16 keys] and its tail rows [4][16 tokens][16 keys], and
+  // one flag per tile.
+  static constexpr int decodeTailFloats(int tailRows) { return tailRows ? 16 * tailRows + 2 * 4 * 256 + 4 : 0; }
+  // [K, V (+ lo halves)] x (chunk rows + tail rows), then the decode path's cross-warp max and sum
+  // (red) and tail scratch, or the wide path's per-warp scratch. Kept small enough for 3 blocks
+  // per SM at n = 32 on head_dim 128: a second wave of blocks doubles the kernel's time.
   static constexpr int smemBytes(bool kv32, int tailRows, bool wide) {
-    const int partials = (2 * 4 * 16 + 4 * 16 * D) * 4, scratch = kAttnWarps * attnWarpScratch(tailRows) * 4;
-    return (kv32 ? 4 : 2) * (kArray + tailRows * LD) * 2 + (wide ? scratch : partials);
+    const int decode = (2 * 4 * 16 + 16 + decodeTailFloats(tailRows)) * 4;
+    const int scratch = kAttnWarps * attnWarpScratch(tailRows) * 4;
+    return (kv32 ? 4 : 2) * (kArray + tailRows * LD) * 2 + (wide ? scratch : decode);
   }
 };
 
@@ -266,6 +274,7 @@ __device__ void attendRowsWide(const AttnArgs& a, const KeyView kv, const Src& s
   float s[8][4];
 #pragma unroll
   for (int kb = 0; kb < 8; ++kb) s[kb][0] = s[kb][1] = s[kb][2] = s[kb][3] = 0.f;
+  float mA = -INFINITY, mB = -INFINITY, lA = 0.f, lB = 0.f;
   if (nFull > 0) {
 #pragma unroll
     for (int dt = 0; dt < D / 16; dt += 2) {
@@ -286,19 +295,28 @@ __device__ void attendRowsWide(const AttnArgs& a, const KeyView kv, const Src& s
     // sequence (so each element has their bits), then each row takes its own keys' columns.
     float* st = src.scratch + (threadIdx.x >> 5) * attnWarpScratch(src.rows);  // [16 rows][src.rows]
     if (nFull < 8 && j0 + nFull * 8 < Lg) {
-      for (int ub = 0; ub * 8 < src.count; ++ub) {
-        float acc[4] = {0.f, 0.f, 0.f, 0.f};
+      // Four row blocks per pass over the head dims: q is loaded once per pass, not per block.
+      for (int ub0 = 0; ub0 * 8 < src.count; ub0 += 4) {
+        float acc[4][4] = {};
 #pragma unroll
         for (int dt = 0; dt < D / 16; dt += 2) {
           uint32_t qh0[4], ql0[4], qh1[4], ql1[4];
           loadQ<H>(qA, qB, dt, tq, qh0, ql0);
           loadQ<H>(qA, qB, dt + 1, tq, qh1, ql1);
-          const int off = (ub * 8 + (lane & 7)) * Cfg::LD + dt * 16 + (lane >> 3) * 8;
-          sPair<H, KV32>(src.k, src.kl, off, qh0, ql0, qh1, ql1, acc);
+#pragma unroll
+          for (int u = 0; u < 4; ++u) {
+            if ((ub0 + u) * 8 >= src.count) break;
+            const int off = ((ub0 + u) * 8 + (lane & 7)) * Cfg::LD + dt * 16 + (lane >> 3) * 8;
+            sPair<H, KV32>(src.k, src.kl, off, qh0, ql0, qh1, ql1, acc[u]);
+          }
         }
-        const int u = ub * 8 + 2 * tq;
-        *reinterpret_cast<float2*>(st + gq * src.rows + u) = make_float2(acc[0], acc[1]);
-        *reinterpret_cast<float2*>(st + (gq + 8) * src.rows + u) = make_float2(acc[2], acc[3]);
+#pragma unroll
+        for (int u = 0; u < 4; ++u) {
+          if ((ub0 + u) * 8 >= src.count) break;
+          const int col = (ub0 + u) * 8 + 2 * tq;
+          *reinterpret_cast<float2*>(st + gq * src.rows + col) = make_float2(acc[u][0], acc[u][1]);
+          *reinterpret_cast<float2*>(st + (gq + 8) * src.rows + col) = make_float2(acc[u][2], acc[u][3]);
+        }
       }
       __syncwarp();
       for (int kb = nFull; kb < 8; ++kb) {
@@ -344,7 +362,6 @@ __device__ void attendRowsWide(const AttnArgs& a, const KeyView kv, const Src& s
     }
   }
 
-  float mA = -INFINITY, mB = -INFINITY;
 #pragma unroll
   for (int kb = 0; kb < 8; ++kb) {
 #pragma unroll
@@ -362,7 +379,6 @@ __device__ void attendRowsWide(const AttnArgs& a, const KeyView kv, const Src& s
     mB = fmaxf(mB, __shfl_xor_sync(0xffffffffu, mB, x));
   }
   // l: per 16-key quarter w (key blocks 2w, 2w+1) exactly as attendGroup's warp w, then folded.
-  float lA = 0.f, lB = 0.f;
 #pragma unroll
   for (int w = 0; w < 4; ++w) {
     float qa = 0.f, qb = 0.f;
@@ -541,6 +557,11 @@ __device__ void attendGroup(const AttnArgs& a, const KeyView kv, const Src& src,
   const float* qB = okB ? a.q + ((size_t)tB * a.heads + hB) * D : nullptr;
   const int tokFirst = (rg * 16) / group, tokLast = (min(rows, rg * 16 + 16) - 1) / group;
   const int nFull = nStage / 8;  // key blocks whose 8 keys are all staged
+  // The rows' q as A fragments, loaded once (from L2: the previous kernel wrote them) for the staged
+  // keys and every row block of a tree tail.
+  uint32_t qh[D / 16][4], ql[D / 16][4];
+#pragma unroll
+  for (int dt = 0; dt < D / 16; ++dt) loadQ<H>(qA, qB, dt, tq, qh[dt], ql[dt]);
 
   // ---- S = Q K^T for this warp's key blocks kb = 2w + kbl ----
   float s[2][4];
@@ -549,21 +570,49 @@ __device__ void attendGroup(const AttnArgs& a, const KeyView kv, const Src& src,
   if (2 * warp < nFull) {
 #pragma unroll
     for (int dt = 0; dt < D / 16; dt += 2) {
-      uint32_t qh0[4], ql0[4], qh1[4], ql1[4];
-      loadQ<H>(qA, qB, dt, tq, qh0, ql0);
-      loadQ<H>(qA, qB, dt + 1, tq, qh1, ql1);
 #pragma unroll
       for (int kbl = 0; kbl < 2; ++kbl) {
         const int kb = 2 * warp + kbl;
         if (kb < nFull) {
           // Matrices: keys kb*8.., head dims 16dt+0, +8, +16, +24: B fragments of tiles dt, dt+1.
           const int off = (kb * 8 + (lane & 7)) * Cfg::LD + dt * 16 + (lane >> 3) * 8;
-          sPair<H, KV32>(Ks, Ksl, off, qh0, ql0, qh1, ql1, s[kbl]);
+          sPair<H, KV32>(Ks, Ksl, off, qh[dt], ql[dt], qh[dt + 1], ql[dt + 1], s[kbl]);
         }
       }
     }
   }
   // Key blocks past the staged prefix: slots from the per-token key lists.
+  if constexpr (IsTail<Src>::value) {
+    // Tree tail: S of the 16 rows against every staged tail row, the row blocks spread over the 4
+    // warps, with the staged keys' mma sequence (so each element has their bits); then each warp
+    // takes its key blocks' columns per row, as attendRowsWide does.
+    float* st = src.scratch;  // [16 rows][src.rows]
+    if (nFull < 8 && j0 + nFull * 8 < Lg) {  // block-uniform: every warp has the same 16 rows
+      for (int ub = warp; ub * 8 < src.count; ub += kAttnWarps) {
+        float acc[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+        for (int dt = 0; dt < D / 16; dt += 2) {
+          const int off = (ub * 8 + (lane & 7)) * Cfg::LD + dt * 16 + (lane >> 3) * 8;
+          sPair<H, KV32>(src.k, src.kl, off, qh[dt], ql[dt], qh[dt + 1], ql[dt + 1], acc);
+        }
+        const int u = ub * 8 + 2 * tq;
+        *reinterpret_cast<float2*>(st + gq * src.rows + u) = make_float2(acc[0], acc[1]);
+        *reinterpret_cast<float2*>(st + (gq + 8) * src.rows + u) = make_float2(acc[2], acc[3]);
+      }
+      __syncthreads();
+#pragma unroll
+      for (int kbl = 0; kbl < 2; ++kbl) {
+        const int kb = 2 * warp + kbl, jb = j0 + kb * 8;
+        if (kb < nFull || jb >= Lg) continue;
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int t = e < 2 ? tA : tB;
+          const int u = t >= 0 ? kv.slot(t, jb + 2 * tq + (e & 1)) : -1;
+          s[kbl][e] = u >= 0 ? st[(gq + (e < 2 ? 0 : 8)) * src.rows + u] : 0.f;  // past the list: masked below
+        }
+      }
+    }
+  } else {
 #pragma unroll
   for (int kbl = 0; kbl < 2; ++kbl) {
     const int kb = 2 * warp + kbl, jb = j0 + kb * 8;
@@ -584,6 +633,7 @@ __device__ void attendGroup(const AttnArgs& a, const KeyView kv, const Src& src,
         if (tB == tt) s[kbl][2] = u[2], s[kbl][3] = u[3];
       }
     }
+  }
   }
 
   // ---- softmax over the chunk: row max and sum across the 4 warps ----
@@ -606,7 +656,9 @@ __device__ void attendGroup(const AttnArgs& a, const KeyView kv, const Src& src,
   }
   float* redM = red;            // [4 warps][16 rows]
   float* redL = red + 4 * 16;   // [4 warps][16 rows]
+  int* redK = reinterpret_cast<int*>(red + 2 * 4 * 16);  // [16 rows]
   if (tq == 0) redM[warp * 16 + gq] = mA, redM[warp * 16 + gq + 8] = mB;
+  if (warp == 0 && tq == 0) redK[gq] = LA, redK[gq + 8] = LB;  // key counts for the output loop
   __syncthreads();
   mA = fmaxf(fmaxf(redM[gq], redM[16 + gq]), fmaxf(redM[32 + gq], redM[48 + gq]));
   mB = fmaxf(fmaxf(redM[gq + 8], redM[24 + gq]), fmaxf(redM[40 + gq], redM[56 + gq]));
@@ -634,6 +686,15 @@ __device__ void attendGroup(const AttnArgs& a, const KeyView kv, const Src& src,
 #pragma unroll
   for (int db = 0; db < D / 8; ++db) o[db][0] = o[db][1] = o[db][2] = o[db][3] = 0.f;
   const int kt = warp, jt = j0 + kt * 16;
+  // Decode tree tail: tail scratch after S's [16][rows]: P per tile, tail rows per tile, flags.
+  float* tailP = nullptr;
+  int *tailMap = nullptr, *tailFlag = nullptr;
+  if constexpr (IsTail<Src>::value) {
+    tailP = src.scratch + 16 * src.rows;
+    tailMap = reinterpret_cast<int*>(tailP + 4 * 256);
+    tailFlag = tailMap + 4 * 256;
+  }
+  bool deferred = false;  // this warp's tile goes token by token, over all 4 warps
   if (jt < Lg) {
     const float pv[8] = {s[0][0], s[0][1], s[0][2], s[0][3], s[1][0], s[1][1], s[1][2], s[1][3]};
     uint32_t ph[4], pl[4];
@@ -677,6 +738,17 @@ __device__ void attendGroup(const AttnArgs& a, const KeyView kv, const Src& src,
         const int sl[4] = {__shfl_sync(0xffffffffu, m, 2 * tq), __shfl_sync(0xffffffffu, m, 2 * tq + 1),
                            __shfl_sync(0xffffffffu, m, 2 * tq + 8), __shfl_sync(0xffffffffu, m, 2 * tq + 9)};
         pvTile<H, KV32, D>(src, ph, pl, gq, sl, o);
+      } else if constexpr (IsTail<Src>::value) {
+        // Tree tail: the tile goes token by token, the passes spread over all 4 warps below; here
+        // its P and each token's tail rows are left for them.
+        deferred = true;
+        float* pb = tailP + kt * 256;  // [16 rows][16 keys]
+        *reinterpret_cast<float2*>(pb + gq * 16 + 2 * tq) = make_float2(pv[0], pv[1]);
+        *reinterpret_cast<float2*>(pb + (gq + 8) * 16 + 2 * tq) = make_float2(pv[2], pv[3]);
+        *reinterpret_cast<float2*>(pb + gq * 16 + 8 + 2 * tq) = make_float2(pv[4], pv[5]);
+        *reinterpret_cast<float2*>(pb + (gq + 8) * 16 + 8 + 2 * tq) = make_float2(pv[6], pv[7]);
+        int* mp = tailMap + kt * 256;  // [token][16 keys]
+        for (int i = lane; i < (tokLast - tokFirst + 1) * 16; i += 32) mp[i] = kv.slot(tokFirst + i / 16, jt + i % 16);
       } else {
         for (int tt = tokFirst; tt <= tokLast; ++tt) {
           const int sl[4] = {kv.slot(tt, jt + 2 * tq), kv.slot(tt, jt + 2 * tq + 1), kv.slot(tt, jt + 2 * tq + 8),
@@ -694,11 +766,60 @@ __device__ void attendGroup(const AttnArgs& a, const KeyView kv, const Src& src,
       }
     }
   }
+  if constexpr (IsTail<Src>::value)
+    if (lane == 0) tailFlag[warp] = deferred;
+  __syncthreads();  // every warp is done with the staged V, which obuf overlays; tail P is visible
+  if (!deferred) {
 #pragma unroll
-  for (int db = 0; db < D / 8; ++db) {
-    const int d = db * 8 + 2 * tq;
-    *reinterpret_cast<float2*>(obuf + (warp * 16 + gq) * D + d) = make_float2(o[db][0], o[db][1]);
-    *reinterpret_cast<float2*>(obuf + (warp * 16 + gq + 8) * D + d) = make_float2(o[db][2], o[db][3]);
+    for (int db = 0; db < D / 8; ++db) {
+      const int d = db * 8 + 2 * tq;
+      *reinterpret_cast<float2*>(obuf + (warp * 16 + gq) * D + d) = make_float2(o[db][0], o[db][1]);
+      *reinterpret_cast<float2*>(obuf + (warp * 16 + gq + 8) * D + d) = make_float2(o[db][2], o[db][3]);
+    }
+  }
+  if constexpr (IsTail<Src>::value) {
+    // Deferred tiles, pass (tile, token) by warp (pass mod 4): the token's rows of that tile's O,
+    // from the same fragments its owner would have used (so the same bits).
+    const int ntok = tokLast - tokFirst + 1;
+    const int kk = ((lane >> 3) & 1) * 8 + (lane & 7);  // the tile key whose row this lane addresses
+    int pass = 0;
+    for (int w = 0; w < kAttnWarps; ++w) {
+      if (!tailFlag[w]) continue;
+      for (int tt = 0; tt < ntok; ++tt, ++pass) {
+        if (pass % kAttnWarps != warp) continue;
+        const float* pb = tailP + w * 256;
+        const float2 p0 = *reinterpret_cast<const float2*>(pb + gq * 16 + 2 * tq);
+        const float2 p1 = *reinterpret_cast<const float2*>(pb + (gq + 8) * 16 + 2 * tq);
+        const float2 p2 = *reinterpret_cast<const float2*>(pb + gq * 16 + 8 + 2 * tq);
+        const float2 p3 = *reinterpret_cast<const float2*>(pb + (gq + 8) * 16 + 8 + 2 * tq);
+        const float pv[8] = {p0.x, p0.y, p1.x, p1.y, p2.x, p2.y, p3.x, p3.y};
+        uint32_t ph[4], pl[4];
+#pragma unroll
+        for (int r = 0; r < 4; ++r) {
+          uint16_t h0, l0, h1, l1;
+          splitHiLo<H>(pv[2 * r], h0, l0);
+          splitHiLo<H>(pv[2 * r + 1], h1, l1);
+          ph[r] = pack2(h0, h1);
+          pl[r] = pack2(l0, l1);
+        }
+        const int row = tailMap[w * 256 + tt * 16 + kk];
+        const bool mineA = tA == tokFirst + tt, mineB = tB == tokFirst + tt;
+#pragma unroll
+        for (int db = 0; db < D / 8; db += 2) {
+          float t0[4], t1[4];
+          pvPair<H, KV32, D>(src.v, src.vl, (row < 0 ? 0 : row) * Cfg::LD, db, ph, pl, t0, t1);
+          const int d = db * 8 + 2 * tq;
+          if (mineA) {
+            *reinterpret_cast<float2*>(obuf + (w * 16 + gq) * D + d) = make_float2(t0[0], t0[1]);
+            *reinterpret_cast<float2*>(obuf + (w * 16 + gq) * D + d + 8) = make_float2(t1[0], t1[1]);
+          }
+          if (mineB) {
+            *reinterpret_cast<float2*>(obuf + (w * 16 + gq + 8) * D + d) = make_float2(t0[2], t0[3]);
+            *reinterpret_cast<float2*>(obuf + (w * 16 + gq + 8) * D + d + 8) = make_float2(t1[2], t1[3]);
+          }
+        }
+      }
+    }
   }
   __syncthreads();
 
@@ -708,7 +829,7 @@ __device__ void attendGroup(const AttnArgs& a, const KeyView kv, const Src& src,
     const int row = rg * 16 + r;
     if (row >= rows) continue;
     const int t = row / group, h = g * group + row % group;
-    const int L = kv.keys(t);
+    const int L = redK[r];
     if (L <= j0) continue;
     const float m = fmaxf(fmaxf(redM[r], redM[16 + r]), fmaxf(redM[32 + r], redM[48 + r]));
     const float l = ((redL[r] + redL[16 + r]) + redL[32 + r]) + redL[48 + r];
@@ -792,8 +913,9 @@ __global__ void __launch_bounds__(kAttnWarps * 32, 3) attnKernel(const AttnArgs 
   uint16_t* Vsl = sm + 3 * Cfg::kArray;
   const int tailArray = a.tailRows * Cfg::LD;
   uint16_t* Kt = sm + arrays * Cfg::kArray;  // then Vt, Ktl, Vtl
-  float* red = reinterpret_cast<float*>(Kt + arrays * tailArray);  // [2][4 warps][16 rows]; wide: scratch
-  float* obuf = red + 2 * 4 * 16;                                  // [4 warps][16 rows][D]
+  float* red = reinterpret_cast<float*>(Kt + arrays * tailArray);  // [2][4 warps][16 rows], [16]; wide: scratch
+  float* obuf = reinterpret_cast<float*>(sm);                      // decode: [4 warps][16 rows][D] over K, V
+  float* tailScratch = WIDE ? red : red + 2 * 4 * 16 + 16;
   const int g = blockIdx.y;
 
   // The parameter block was copied before the graph started, and every key below `committed` was
@@ -804,10 +926,29 @@ __global__ void __launch_bounds__(kAttnWarps * 32, 3) attnKernel(const AttnArgs 
   const int nChunks = (P.maxKeys() + CH - 1) / CH;
   int preRows = (int)blockIdx.x < nChunks ? min(max(committed - (int)blockIdx.x * CH, 0), CH) : 0;
   stageRows<H, KV32, D>(a, g, 0, preRows, nullptr, blockIdx.x * CH, Ks, Vs, Ksl, Vsl);
+  const int tailCount = P.tailCount();
+  // The tree's lists (ancestor offsets, their tail rows, the tail slots) into shared memory before
+  // the wait (the parameter block was copied before the graph started): every lookup of S, P V
+  // and the tail staging is then a shared-memory access instead of an L2 round trip.
+  const int32_t* ancOff = P.ancOffsets();
+  const int32_t* ancTail = P.ancTail();
+  const int32_t* tailSlots = P.tailSlots();
+  if (n + 1 <= a.listInts) {
+    int32_t* sl = reinterpret_cast<int32_t*>(reinterpret_cast<char*>(sm) + Cfg::smemBytes(KV32, a.tailRows, WIDE));
+    const int nAnc = ancOff[n];
+    const bool tail = tailCount > 0 && tailCount <= a.tailRows && n + 1 + nAnc + tailCount <= a.listInts;
+    for (int i = threadIdx.x; i <= n; i += blockDim.x) sl[i] = ancOff[i];
+    if (tail) {
+      for (int i = threadIdx.x; i < nAnc; i += blockDim.x) sl[n + 1 + i] = ancTail[i];
+      for (int i = threadIdx.x; i < tailCount; i += blockDim.x) sl[n + 1 + nAnc + i] = tailSlots[i];
+      ancTail = sl + n + 1, tailSlots = sl + n + 1 + nAnc;
+    }
+    ancOff = sl;
+    __syncthreads();  // the tail staging below reads the slots list
+  }
   gridDepWait();
   gridDepLaunch();
   const int group = a.heads / a.kvHeads;
-  const int tailCount = P.tailCount();
 
   for (int c = blockIdx.x; c < nChunks; c += gridDim.x) {
     const int j0 = c * CH;
@@ -820,28 +961,28 @@ __global__ void __launch_bounds__(kAttnWarps * 32, 3) attnKernel(const AttnArgs 
     // Keys past the staged ones are looked up per token: from the staged tree tail when the host
     // listed it (at most a.tailRows distinct slots), else from global memory.
     const bool useTail = tailCount > 0 && tailCount <= a.tailRows && nStage < CH && j0 + nStage < P.maxKeys();
-    if (useTail) stageRows<H, KV32, D>(a, g, 0, tailCount, P.tailSlots(), 0, Kt, Kt + tailArray, Kt + 2 * tailArray, Kt + 3 * tailArray);
+    if (useTail) stageRows<H, KV32, D>(a, g, 0, tailCount, tailSlots, 0, Kt, Kt + tailArray, Kt + 2 * tailArray, Kt + 3 * tailArray);
     if constexpr (!KV32) cpAsyncWaitAll();
     __syncthreads();
     if (useTail) {
-      const KeyView kv{P.ancOffsets(), P.ancTail(), committed, attnTailStart(staged)};
-      const TailRows<D> src{Kt, Kt + 2 * tailArray, Kt + tailArray, Kt + 3 * tailArray, tailCount, a.tailRows, red};
+      const KeyView kv{ancOff, ancTail, committed, attnTailStart(staged)};
+      const TailRows<D> src{Kt, Kt + 2 * tailArray, Kt + tailArray, Kt + 3 * tailArray, tailCount, a.tailRows, tailScratch};
       attendChunk<H, KV32, D, WIDE>(a, kv, src, n, group, c, nStage, Ks, Vs, Ksl, Vsl, red, obuf);
     } else {
-      const KeyView kv{P.ancOffsets(), P.ancSlots(), committed, 0};
+      const KeyView kv{ancOff, P.ancSlots(), committed, 0};
       const GlobalRows<D> src{a.k, a.v, a.kvHeads * D, g * D};
       attendChunk<H, KV32, D, WIDE>(a, kv, src, n, group, c, nStage, Ks, Vs, Ksl, Vsl, red, obuf);
     }
   }
 }
 
-// One block per (token, head), one thread per head dim: chunks combined in chunk order. The
-// per-chunk (m, l) go through shared memory so every load is issued up front (a chunk loop of
-// dependent global loads costs one L2 round trip per chunk).
+// One block per (token, head), one thread per head dim: chunks combined in chunk order. Every
+// thread reads the chunk maxima and sums itself (broadcast loads) and issues a batch of chunks'
+// loads at once: one L2 round trip per batch and no barrier, where a shared-memory exchange cost
+// four dependent steps.
 template <class H, int D>
 __global__ void combineKernel(const AttnArgs a, bool releaseFirst) {
-  extern __shared__ float cw[];  // [maxChunks] weights exp(m_c - M), then [maxChunks] l_c
-  __shared__ float sM;
+  constexpr int kBatch = 16;
   const Params P{a.params};
   gridDepSync(releaseFirst);  // its dependent, the o projection, reads only weights before waiting
   const int t = blockIdx.x, h = blockIdx.y, d = threadIdx.x;
@@ -850,37 +991,30 @@ __global__ void combineKernel(const AttnArgs a, bool releaseFirst) {
   const int C = (L + CH - 1) / CH;
   if (C <= 1) return;  // written directly by the attention kernel
   const float* base = a.part + ((size_t)t * a.heads + h) * a.maxChunks * (D + 2);
-  float* cl = cw + a.maxChunks;
-  for (int c = d; c < C; c += D) {
-    cw[c] = base[(size_t)c * (D + 2)];
-    cl[c] = base[(size_t)c * (D + 2) + 1];
-  }
-  __syncthreads();
-  if (d == 0) {
-    float M = -INFINITY;
-    for (int c = 0; c < C; ++c) M = fmaxf(M, cw[c]);
-    sM = M;
-  }
-  __syncthreads();
-  const float M = sM;
-  __syncthreads();
-  for (int c = d; c < C; c += D) cw[c] = expf(cw[c] - M);
-  __syncthreads();
+  float M = -INFINITY;
+  if (C > kBatch)
+    for (int c = 0; c < C; ++c) M = fmaxf(M, base[(size_t)c * (D + 2)]);
   float S = 0.f, acc = 0.f;
-  int c = 0;
-  for (; c + 8 <= C; c += 8) {
-    float o[8];
+  for (int c0 = 0; c0 < C; c0 += kBatch) {
+    float m[kBatch], l[kBatch], o[kBatch];
 #pragma unroll
-    for (int i = 0; i < 8; ++i) o[i] = base[(size_t)(c + i) * (D + 2) + 2 + d];
-#pragma unroll
-    for (int i = 0; i < 8; ++i) {
-      S = __fadd_rn(S, __fmul_rn(cl[c + i], cw[c + i]));
-      acc = __fadd_rn(acc, __fmul_rn(o[i], cw[c + i]));
+    for (int i = 0; i < kBatch; ++i) {
+      if (c0 + i >= C) break;
+      const float* p = base + (size_t)(c0 + i) * (D + 2);
+      m[i] = p[0], l[i] = p[1], o[i] = p[2 + d];
     }
-  }
-  for (; c < C; ++c) {
-    S = __fadd_rn(S, __fmul_rn(cl[c], cw[c]));
-    acc = __fadd_rn(acc, __fmul_rn(base[(size_t)c * (D + 2) + 2 + d], cw[c]));
+    if (C <= kBatch) {
+#pragma unroll
+      for (int i = 0; i < kBatch; ++i)
+        if (i < C) M = fmaxf(M, m[i]);
+    }
+#pragma unroll
+    for (int i = 0; i < kBatch; ++i) {
+      if (c0 + i >= C) break;
+      const float w = expf(m[i] - M);
+      S = __fadd_rn(S, __fmul_rn(l[i], w));
+      acc = __fadd_rn(acc, __fmul_rn(o[i], w));
+    }
   }
   storePacked<H>(static_cast<uint16_t*>(a.outPacked), t, h * D + d, a.outKT, __fdiv_rn(acc, S));
 }
@@ -889,12 +1023,12 @@ template <class H, bool KV32, int D>
 void launchAttnT(const AttnArgs& a, int gridX, bool pdl, cudaStream_t stream) {
   if (gridX < 0) {  // attentionPrepare: lift the 48 KB default (K/V staging, tree tail, partials or scratch)
     CUDA_CHECK(cudaFuncSetAttribute(attnKernel<H, KV32, D, false>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                    AttnCfg<D>::smemBytes(KV32, kAttnMaxTailRows, false)));
+                                    AttnCfg<D>::smemBytes(KV32, kAttnMaxTailRows, false) + attnListInts(64, kAttnMaxTailRows) * 4));
     CUDA_CHECK(cudaFuncSetAttribute(attnKernel<H, KV32, D, true>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                    AttnCfg<D>::smemBytes(KV32, kAttnMaxTailRows, true)));
+                                    AttnCfg<D>::smemBytes(KV32, kAttnMaxTailRows, true) + attnListInts(64, kAttnMaxTailRows) * 4));
     return;
   }
-  const int smem = AttnCfg<D>::smemBytes(KV32, a.tailRows, a.wide);
+  const int smem = AttnCfg<D>::smemBytes(KV32, a.tailRows, a.wide) + a.listInts * 4;
   if (a.wide)
     launchKernel(attnKernel<H, KV32, D, true>, dim3(gridX, a.kvHeads), dim3(kAttnWarps * 32), smem, stream, pdl, "attnKernel", a);
   else
@@ -914,11 +1048,10 @@ void launchAttnD(const AttnArgs& a, int gridX, bool pdl, cudaStream_t stream) {
 template <class H>
 void launchCombineH(const AttnArgs& a, int maxTokens, bool pdl, bool releaseFirst, cudaStream_t stream) {
   const dim3 grid(maxTokens, a.heads);
-  const size_t smem = (size_t)2 * a.maxChunks * sizeof(float);
   switch (a.headDim) {
-    case 32: return launchKernel(combineKernel<H, 32>, grid, dim3(32), smem, stream, pdl, "combineKernel", a, releaseFirst);
-    case 64: return launchKernel(combineKernel<H, 64>, grid, dim3(64), smem, stream, pdl, "combineKernel", a, releaseFirst);
-    case 128: return launchKernel(combineKernel<H, 128>, grid, dim3(128), smem, stream, pdl, "combineKernel", a, releaseFirst);
+    case 32: return launchKernel(combineKernel<H, 32>, grid, dim3(32), 0, stream, pdl, "combineKernel", a, releaseFirst);
+    case 64: return launchKernel(combineKernel<H, 64>, grid, dim3(64), 0, stream, pdl, "combineKernel", a, releaseFirst);
+    case 128: return launchKernel(combineKernel<H, 128>, grid, dim3(128), 0, stream, pdl, "combineKernel", a, releaseFirst);
     default: fail("E_CONFIG", "cuda backend: unsupported head_dim " + std::to_string(a.headDim));
   }
 }

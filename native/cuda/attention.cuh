@@ -17,9 +17,12 @@
 // memory once, so a branch's per-token mmas read K/V there instead of from global memory. A
 // launch for up to maxTokens tokens has room for attnTailRows(maxTokens) rows; a longer list
 // (tailCount 0) keeps the global lookups. The fragments are the same either way, and so are the
-// bits. The wide path computes S of its 16 rows against all tail rows at once and gathers each
-// row's columns (an S element depends only on its own q row and key); P V stays per token where
-// branches differ (the k order inside an mma is the key index).
+// bits. Both paths compute S of their 16 rows against all tail rows at once (the decode path
+// spreads the row blocks over its 4 warps) and gather each row's columns (an S element depends
+// only on its own q row and key); P V stays per token where branches differ (the k order inside
+// an mma is the key index), and the decode path spreads those passes over its 4 warps (a tree
+// tile's owner alone made the tail chunk 3x a committed one). The key lists themselves (ancestor
+// offsets, tail rows, tail slots) are copied to shared memory before the kernel's wait.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -38,6 +41,12 @@ __host__ __device__ inline int attnTailRows(int maxTokens) {
   const int rows = (maxTokens + 16 + 7) / 8 * 8;  // whole key blocks of 8 (the wide path's S tiles)
   return maxTokens <= 1 || maxTokens > 64 ? 0 : rows < kAttnMaxTailRows ? rows : kAttnMaxTailRows;
 }
+// Ints of shared memory for a launch's key lists: the ancestor offsets of up to maxTokens tokens
+// and, with a tree tail, their tail rows (a token lists at most its position + 1 entries) and
+// the tail slots. None past the graph sizes.
+__host__ __device__ inline int attnListInts(int maxTokens, int tailRows) {
+  return maxTokens > 64 ? 0 : maxTokens + 1 + (tailRows ? maxTokens * (maxTokens + 1) / 2 + tailRows : 0);
+}
 // First key index looked up per token: the staged keys rounded down to a whole P V tile of 16.
 __host__ __device__ inline int attnTailStart(int stagedKeys) { return stagedKeys / 16 * 16; }
 
@@ -54,6 +63,7 @@ struct AttnArgs {
   void* outPacked = nullptr;  // packed O-projection input, KT = heads * headDim / 16
   int outKT = 0;
   int tailRows = 0;  // attnTailRows of the launch: shared-memory rows for the tree tail
+  int listInts = 0;  // attnListInts of the launch
   // Execution strategy, same bits either way: true when a launch can have more than 16 query rows
   // (one warp per 16-row group), false for decode (the block's 4 warps split each chunk's keys).
   bool wide = false;

@@ -218,6 +218,7 @@ void CudaContext::enqueue(int maxTokens, const uint8_t* skip, int quant, bool wi
       at.outKT = tilesOf(c.qDim());
       at.wide = maxTokens * (c.heads / c.kvHeads) > 16;
       at.tailRows = tailRowsFor(maxTokens);
+      at.listInts = attnListInts(maxTokens, at.tailRows);
       launchAttention(at, attnGridX, bf16, pdl, s);
       mark("attention");
       if (maxChunks_ > 1) launchAttnCombine(at, maxTokens, bf16, pdl, early, s);

@@ -90,6 +90,12 @@ static ModelConfig tinyConfig() {  // odd sizes on purpose: padded vocab / ffn, 
   c.maxPositions = 1024, c.ropeTheta = 10000.f, c.rmsEps = 1e-5f, c.tiedEmbeddings = false;
   return c;
 }
+static ModelConfig head128Config() {  // the 7B shape's attention (MHA, head_dim 128) on a small model
+  ModelConfig c;
+  c.vocab = 512, c.hidden = 256, c.layers = 2, c.heads = 2, c.kvHeads = 2, c.headDim = 128, c.ffn = 512;
+  c.maxPositions = 2048, c.ropeTheta = 10000.f, c.rmsEps = 1e-5f, c.tiedEmbeddings = true;
+  return c;
+}
 static ModelConfig smallConfig(int maxPos = 2048) {  // pycode-small
   ModelConfig c;
   c.vocab = 8192, c.hidden = 256, c.layers = 16, c.heads = 4, c.kvHeads = 2, c.headDim = 64, c.ffn = 704;
@@ -854,6 +860,8 @@ static void linearChecks(bool quick) {
   linearShapesBitwise("tiny", tinyConfig(), true);
 }
 
+
+
 // ---------------------------------------------------------------- main
 int main(int argc, char** argv) {
   bool doCheck = false, doBench = false, quick = false, doNcu = false;
@@ -1018,6 +1026,12 @@ int main(int argc, char** argv) {
         smallG->fillDummy(9);
         smallGH->fillDummy(9);
         invariance("pycode-small shape [tail global]", *smallG, 37, 4);
+        setenv("CASSPEC_CUDA_KV", "half", 1);  // the 7B shape's attention: head_dim 128, MHA, f16 KV
+        auto h128 = makeModel(head128Config(), "cuda", DType::F16);
+        unsetenv("CASSPEC_CUDA_KV");
+        h128->fillDummy(13);
+        invariance("head_dim 128 f16, f16 KV", *h128, 37, 7);
+        invariance("head_dim 128 f16, f16 KV", *h128, 500, 8);
         invariance("pycode-small bf16 KV [tail global]", *smallGH, 130, 6);
       }
       linearChecks(false);
