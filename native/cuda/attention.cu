@@ -927,23 +927,23 @@ __global__ void __launch_bounds__(kAttnWarps * 32, 3) attnKernel(const AttnArgs 
   int preRows = (int)blockIdx.x < nChunks ? min(max(committed - (int)blockIdx.x * CH, 0), CH) : 0;
   stageRows<H, KV32, D>(a, g, 0, preRows, nullptr, blockIdx.x * CH, Ks, Vs, Ksl, Vsl);
   const int tailCount = P.tailCount();
-  // The tree's lists (ancestor offsets, their tail rows, the tail slots) into shared memory before
-  // the wait (the parameter block was copied before the graph started): every lookup of S, P V
-  // and the tail staging is then a shared-memory access instead of an L2 round trip.
+  // A block whose chunk has a tree tail copies the tree's lists (ancestor offsets, their tail
+  // rows, the tail slots) into shared memory before the wait (the parameter block was copied
+  // before the graph started): its lookups in S, P V and the tail staging are then shared-memory
+  // accesses instead of L2 round trips. Other blocks skip it: in a second wave of blocks the copy
+  // is no longer hidden behind the previous kernel.
   const int32_t* ancOff = P.ancOffsets();
   const int32_t* ancTail = P.ancTail();
   const int32_t* tailSlots = P.tailSlots();
-  if (n + 1 <= a.listInts) {
+  const int nStage0 = min(max(staged - (int)blockIdx.x * CH, 0), CH);
+  if (tailCount > 0 && tailCount <= a.tailRows && nStage0 < CH && (int)blockIdx.x * CH + nStage0 < P.maxKeys() &&
+      n + 1 + ancOff[n] + tailCount <= a.listInts) {
     int32_t* sl = reinterpret_cast<int32_t*>(reinterpret_cast<char*>(sm) + Cfg::smemBytes(KV32, a.tailRows, WIDE));
     const int nAnc = ancOff[n];
-    const bool tail = tailCount > 0 && tailCount <= a.tailRows && n + 1 + nAnc + tailCount <= a.listInts;
     for (int i = threadIdx.x; i <= n; i += blockDim.x) sl[i] = ancOff[i];
-    if (tail) {
-      for (int i = threadIdx.x; i < nAnc; i += blockDim.x) sl[n + 1 + i] = ancTail[i];
-      for (int i = threadIdx.x; i < tailCount; i += blockDim.x) sl[n + 1 + nAnc + i] = tailSlots[i];
-      ancTail = sl + n + 1, tailSlots = sl + n + 1 + nAnc;
-    }
-    ancOff = sl;
+    for (int i = threadIdx.x; i < nAnc; i += blockDim.x) sl[n + 1 + i] = ancTail[i];
+    for (int i = threadIdx.x; i < tailCount; i += blockDim.x) sl[n + 1 + nAnc + i] = tailSlots[i];
+    ancOff = sl, ancTail = sl + n + 1, tailSlots = sl + n + 1 + nAnc;
     __syncthreads();  // the tail staging below reads the slots list
   }
   gridDepWait();

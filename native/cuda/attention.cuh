@@ -41,11 +41,11 @@ __host__ __device__ inline int attnTailRows(int maxTokens) {
   const int rows = (maxTokens + 16 + 7) / 8 * 8;  // whole key blocks of 8 (the wide path's S tiles)
   return maxTokens <= 1 || maxTokens > 64 ? 0 : rows < kAttnMaxTailRows ? rows : kAttnMaxTailRows;
 }
-// Ints of shared memory for a launch's key lists: the ancestor offsets of up to maxTokens tokens
-// and, with a tree tail, their tail rows (a token lists at most its position + 1 entries) and
-// the tail slots. None past the graph sizes.
+// Ints of shared memory for a launch's tree lists: the ancestor offsets of up to maxTokens tokens,
+// their tail rows (a token lists at most its position + 1 entries) and the tail slots. None
+// without a tree tail.
 __host__ __device__ inline int attnListInts(int maxTokens, int tailRows) {
-  return maxTokens > 64 ? 0 : maxTokens + 1 + (tailRows ? maxTokens * (maxTokens + 1) / 2 + tailRows : 0);
+  return tailRows ? maxTokens + 1 + maxTokens * (maxTokens + 1) / 2 + tailRows : 0;
 }
 // First key index looked up per token: the staged keys rounded down to a whole P V tile of 16.
 __host__ __device__ inline int attnTailStart(int stagedKeys) { return stagedKeys / 16 * 16; }
