@@ -274,7 +274,6 @@ __device__ void attendRowsWide(const AttnArgs& a, const KeyView kv, const Src& s
   float s[8][4];
 #pragma unroll
   for (int kb = 0; kb < 8; ++kb) s[kb][0] = s[kb][1] = s[kb][2] = s[kb][3] = 0.f;
-  float mA = -INFINITY, mB = -INFINITY, lA = 0.f, lB = 0.f;
   if (nFull > 0) {
 #pragma unroll
     for (int dt = 0; dt < D / 16; dt += 2) {
@@ -295,28 +294,19 @@ __device__ void attendRowsWide(const AttnArgs& a, const KeyView kv, const Src& s
     // sequence (so each element has their bits), then each row takes its own keys' columns.
     float* st = src.scratch + (threadIdx.x >> 5) * attnWarpScratch(src.rows);  // [16 rows][src.rows]
     if (nFull < 8 && j0 + nFull * 8 < Lg) {
-      // Four row blocks per pass over the head dims: q is loaded once per pass, not per block.
-      for (int ub0 = 0; ub0 * 8 < src.count; ub0 += 4) {
-        float acc[4][4] = {};
+      for (int ub = 0; ub * 8 < src.count; ++ub) {
+        float acc[4] = {0.f, 0.f, 0.f, 0.f};
 #pragma unroll
         for (int dt = 0; dt < D / 16; dt += 2) {
           uint32_t qh0[4], ql0[4], qh1[4], ql1[4];
           loadQ<H>(qA, qB, dt, tq, qh0, ql0);
           loadQ<H>(qA, qB, dt + 1, tq, qh1, ql1);
-#pragma unroll
-          for (int u = 0; u < 4; ++u) {
-            if ((ub0 + u) * 8 >= src.count) break;
-            const int off = ((ub0 + u) * 8 + (lane & 7)) * Cfg::LD + dt * 16 + (lane >> 3) * 8;
-            sPair<H, KV32>(src.k, src.kl, off, qh0, ql0, qh1, ql1, acc[u]);
-          }
+          const int off = (ub * 8 + (lane & 7)) * Cfg::LD + dt * 16 + (lane >> 3) * 8;
+          sPair<H, KV32>(src.k, src.kl, off, qh0, ql0, qh1, ql1, acc);
         }
-#pragma unroll
-        for (int u = 0; u < 4; ++u) {
-          if ((ub0 + u) * 8 >= src.count) break;
-          const int col = (ub0 + u) * 8 + 2 * tq;
-          *reinterpret_cast<float2*>(st + gq * src.rows + col) = make_float2(acc[u][0], acc[u][1]);
-          *reinterpret_cast<float2*>(st + (gq + 8) * src.rows + col) = make_float2(acc[u][2], acc[u][3]);
-        }
+        const int u = ub * 8 + 2 * tq;
+        *reinterpret_cast<float2*>(st + gq * src.rows + u) = make_float2(acc[0], acc[1]);
+        *reinterpret_cast<float2*>(st + (gq + 8) * src.rows + u) = make_float2(acc[2], acc[3]);
       }
       __syncwarp();
       for (int kb = nFull; kb < 8; ++kb) {
@@ -362,6 +352,7 @@ __device__ void attendRowsWide(const AttnArgs& a, const KeyView kv, const Src& s
     }
   }
 
+  float mA = -INFINITY, mB = -INFINITY;
 #pragma unroll
   for (int kb = 0; kb < 8; ++kb) {
 #pragma unroll
@@ -379,6 +370,7 @@ __device__ void attendRowsWide(const AttnArgs& a, const KeyView kv, const Src& s
     mB = fmaxf(mB, __shfl_xor_sync(0xffffffffu, mB, x));
   }
   // l: per 16-key quarter w (key blocks 2w, 2w+1) exactly as attendGroup's warp w, then folded.
+  float lA = 0.f, lB = 0.f;
 #pragma unroll
   for (int w = 0; w < 4; ++w) {
     float qa = 0.f, qb = 0.f;
