@@ -21,8 +21,8 @@
 // spreads the row blocks over its 4 warps) and gather each row's columns (an S element depends
 // only on its own q row and key); P V stays per token where branches differ (the k order inside
 // an mma is the key index), and the decode path spreads those passes over its 4 warps (a tree
-// tile's owner alone made the tail chunk 3x a committed one). The key lists themselves (ancestor
-// offsets, tail rows, tail slots) are copied to shared memory before the kernel's wait.
+// tile's owner alone made the tail chunk 3x a committed one). A block whose chunk has a tail
+// copies the key lists (ancestor offsets, tail rows, tail slots) to shared memory before its wait.
 #pragma once
 #include <cuda_runtime.h>
 
