@@ -138,6 +138,19 @@ __device__ __forceinline__ void vOne(const TailRows<D>& r, int row, int col, uin
   lo = KV32 ? r.vl[o] : (uint16_t)0;
 }
 
+// A lane's 8 values of an mma A fragment (q rows, or a 16-key tile of P) as hi and lo fragments.
+template <class H>
+__device__ __forceinline__ void aFragments(const float (&v)[8], uint32_t (&hi)[4], uint32_t (&lo)[4]) {
+#pragma unroll
+  for (int r = 0; r < 4; ++r) {
+    uint16_t h0, l0, h1, l1;
+    splitHiLo<H>(v[2 * r], h0, l0);
+    splitHiLo<H>(v[2 * r + 1], h1, l1);
+    hi[r] = pack2(h0, h1);
+    lo[r] = pack2(l0, l1);
+  }
+}
+
 // q rows (this lane's rows gq and gq+8) for head-dim tile dt as hi and lo A fragments.
 template <class H>
 __device__ __forceinline__ void loadQ(const float* qA, const float* qB, int dt, int tq, uint32_t (&hi)[4], uint32_t (&lo)[4]) {
@@ -149,14 +162,7 @@ __device__ __forceinline__ void loadQ(const float* qA, const float* qB, int dt, 
   const float2 a45 = qA ? *reinterpret_cast<const float2*>(qA + c + 8) : z;
   const float2 a67 = qB ? *reinterpret_cast<const float2*>(qB + c + 8) : z;
   v[0] = a01.x, v[1] = a01.y, v[2] = a23.x, v[3] = a23.y, v[4] = a45.x, v[5] = a45.y, v[6] = a67.x, v[7] = a67.y;
-#pragma unroll
-  for (int r = 0; r < 4; ++r) {
-    uint16_t h0, l0, h1, l1;
-    splitHiLo<H>(v[2 * r], h0, l0);
-    splitHiLo<H>(v[2 * r + 1], h1, l1);
-    hi[r] = pack2(h0, h1);
-    lo[r] = pack2(l0, l1);
-  }
+  aFragments<H>(v, hi, lo);
 }
 
 // acc += x_hi * y_hi, then x_lo * y_hi, then (fp32 KV: y has a lo half too) x_hi * y_lo: one product of
@@ -167,19 +173,6 @@ __device__ __forceinline__ void mmaHiLo(float (&acc)[4], const uint32_t (&xh)[4]
   mma16816<H>(acc, xh, b0, b1);
   mma16816<H>(acc, xl, b0, b1);
   if constexpr (KV32) mma16816<H>(acc, xh, bl0, bl1);
-}
-
-// A 16-key tile of P (this lane's 8 values, in the mma A-fragment order) as hi and lo fragments.
-template <class H>
-__device__ __forceinline__ void pFragments(const float (&pv)[8], uint32_t (&ph)[4], uint32_t (&pl)[4]) {
-#pragma unroll
-  for (int r = 0; r < 4; ++r) {
-    uint16_t h0, l0, h1, l1;
-    splitHiLo<H>(pv[2 * r], h0, l0);
-    splitHiLo<H>(pv[2 * r + 1], h1, l1);
-    ph[r] = pack2(h0, h1);
-    pl[r] = pack2(l0, l1);
-  }
 }
 
 // S tile (16 rows x 8 keys) for keys looked up per token: row[gq] per lane.
@@ -425,7 +418,7 @@ __device__ void attendRowsWide(const AttnArgs& a, const KeyView kv, const Src& s
     const float pv[8] = {s[2 * kt][0], s[2 * kt][1], s[2 * kt][2], s[2 * kt][3],
                          s[2 * kt + 1][0], s[2 * kt + 1][1], s[2 * kt + 1][2], s[2 * kt + 1][3]};
     uint32_t ph[4], pl[4];
-    pFragments<H>(pv, ph, pl);
+    aFragments<H>(pv, ph, pl);
     const int kk = ((lane >> 3) & 1) * 8 + (lane & 7);  // the tile key whose row this lane addresses
     if (kt * 16 + 16 <= nStage) {
 #pragma unroll
@@ -696,7 +689,7 @@ __device__ void attendGroup(const AttnArgs& a, const KeyView kv, const Src& src,
   if (jt < Lg) {
     const float pv[8] = {s[0][0], s[0][1], s[0][2], s[0][3], s[1][0], s[1][1], s[1][2], s[1][3]};
     uint32_t ph[4], pl[4];
-    pFragments<H>(pv, ph, pl);
+    aFragments<H>(pv, ph, pl);
     if (kt * 16 + 16 <= nStage) {
 #pragma unroll
       for (int db = 0; db < D / 8; db += 2) {
@@ -785,7 +778,7 @@ __device__ void attendGroup(const AttnArgs& a, const KeyView kv, const Src& src,
         const float2 p3 = *reinterpret_cast<const float2*>(pb + (gq + 8) * 16 + 8 + 2 * tq);
         const float pv[8] = {p0.x, p0.y, p1.x, p1.y, p2.x, p2.y, p3.x, p3.y};
         uint32_t ph[4], pl[4];
-        pFragments<H>(pv, ph, pl);
+        aFragments<H>(pv, ph, pl);
         const int row = tailMap[w * 256 + tt * 16 + kk];
         const bool mineA = tA == tokFirst + tt, mineB = tB == tokFirst + tt;
 #pragma unroll
