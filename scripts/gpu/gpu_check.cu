@@ -860,8 +860,6 @@ static void linearChecks(bool quick) {
   linearShapesBitwise("tiny", tinyConfig(), true);
 }
 
-
-
 // ---------------------------------------------------------------- main
 int main(int argc, char** argv) {
   bool doCheck = false, doBench = false, quick = false, doNcu = false;
@@ -1026,13 +1024,13 @@ int main(int argc, char** argv) {
         smallG->fillDummy(9);
         smallGH->fillDummy(9);
         invariance("pycode-small shape [tail global]", *smallG, 37, 4);
+        invariance("pycode-small bf16 KV [tail global]", *smallGH, 130, 6);
         setenv("CASSPEC_CUDA_KV", "half", 1);  // the 7B shape's attention: head_dim 128, MHA, f16 KV
         auto h128 = makeModel(head128Config(), "cuda", DType::F16);
         unsetenv("CASSPEC_CUDA_KV");
         h128->fillDummy(13);
         invariance("head_dim 128 f16, f16 KV", *h128, 37, 7);
         invariance("head_dim 128 f16, f16 KV", *h128, 500, 8);
-        invariance("pycode-small bf16 KV [tail global]", *smallGH, 130, 6);
       }
       linearChecks(false);
       LOG("== checks: %d, failures: %d ==\n", gChecks, gFailures);
