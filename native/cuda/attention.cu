@@ -871,15 +871,15 @@ __device__ __forceinline__ void attendChunk(const AttnArgs& a, const KeyView kv,
   if constexpr (WIDE) {  // several row groups: one warp each
     for (int rg = threadIdx.x >> 5; rg * 16 < n * group; rg += kAttnWarps)
       attendRowsWide<H, KV32, D>(a, kv, src, n, group, rg, c, nStage, Ks, Vs, Ksl, Vsl);
-  } else {  // decode: all 4 warps on the one row group
-    for (int rg = 0; rg * 16 < n * group; ++rg)
+  } else {  // decode: all 4 warps on one row group; the grid's z blocks take turns
+    for (int rg = blockIdx.z; rg * 16 < n * group; rg += gridDim.z)
       attendGroup<H, KV32, D>(a, kv, src, n, group, rg, c, nStage, Ks, Vs, Ksl, Vsl, red, obuf);
   }
 }
 
 // 3 resident blocks per SM (<= 168 registers): a launch of 288 blocks (7B, cache 512) fits one wave.
 template <class H, bool KV32, int D, bool WIDE>
-__global__ void __launch_bounds__(kAttnWarps * 32, 3) attnKernel(const AttnArgs a) {
+__global__ void __launch_bounds__(kAttnWarps * 32, kAttnBlocksPerSm) attnKernel(const AttnArgs a) {
   using Cfg = AttnCfg<D>;
   extern __shared__ __align__(16) uint16_t sm[];
   // [K V (K lo, V lo: fp32 caches)] x kAttnChunk rows, the same x a.tailRows rows, then red, obuf.
@@ -901,6 +901,7 @@ __global__ void __launch_bounds__(kAttnWarps * 32, 3) attnKernel(const AttnArgs 
   const Params P{a.params};
   const int n = P.n(), committed = P.committed(), staged = P.stagedKeys();
   const int nChunks = (P.maxKeys() + CH - 1) / CH;
+  if ((int)blockIdx.z * 16 >= n * (a.heads / a.kvHeads)) return;  // a row block past this batch's rows
   int preRows = (int)blockIdx.x < nChunks ? min(max(committed - (int)blockIdx.x * CH, 0), CH) : 0;
   stageRows<H, KV32, D>(a, g, 0, preRows, nullptr, blockIdx.x * CH, Ks, Vs, Ksl, Vsl);
   const int tailCount = P.tailCount();
@@ -1009,7 +1010,8 @@ void launchAttnT(const AttnArgs& a, int gridX, bool pdl, cudaStream_t stream) {
   if (a.wide)
     launchKernel(attnKernel<H, KV32, D, true>, dim3(gridX, a.kvHeads), dim3(kAttnWarps * 32), smem, stream, pdl, "attnKernel", a);
   else
-    launchKernel(attnKernel<H, KV32, D, false>, dim3(gridX, a.kvHeads), dim3(kAttnWarps * 32), smem, stream, pdl, "attnKernel", a);
+    launchKernel(attnKernel<H, KV32, D, false>, dim3(gridX, a.kvHeads, a.rowBlocks), dim3(kAttnWarps * 32), smem, stream, pdl,
+                 "attnKernel", a);
 }
 
 template <class H, bool KV32>

@@ -47,6 +47,18 @@ __host__ __device__ inline int attnTailRows(int maxTokens) {
 __host__ __device__ inline int attnListInts(int maxTokens, int tailRows) {
   return tailRows ? maxTokens + 1 + maxTokens * (maxTokens + 1) / 2 + tailRows : 0;
 }
+// Blocks along the query rows for a launch of `rows` query rows (tokens x heads per kv head) over
+// gridX chunk blocks of kvHeads heads: the decode path (4 warps on 16 rows) with one block per row
+// group, as long as they fit one wave (kAttnBlocksPerSm resident per SM on waveSms SMs) and rows <=
+// maxRows; 0 = the wide path (one warp per row group). Measured on the H200 (bench/RESULTS.md,
+// eighth session): pycode-small (2 kv heads) 5-6% faster at n = 16 and 32; the 7B shape (32 kv
+// heads) equal at n = 32 and 8% slower at n = 64, where the blocks run in two waves.
+constexpr int kAttnBlocksPerSm = 3;
+__host__ __device__ inline int attnRowBlocks(int rows, int gridX, int kvHeads, int waveSms, int maxRows) {
+  const int blocks = (rows + 15) / 16;
+  if (blocks <= 1) return 1;
+  return rows <= maxRows && gridX * kvHeads * blocks <= kAttnBlocksPerSm * waveSms ? blocks : 0;
+}
 // First key index looked up per token: the staged keys rounded down to a whole P V tile of 16.
 __host__ __device__ inline int attnTailStart(int stagedKeys) { return stagedKeys / 16 * 16; }
 
@@ -64,9 +76,11 @@ struct AttnArgs {
   int outKT = 0;
   int tailRows = 0;  // attnTailRows of the launch: shared-memory rows for the tree tail
   int listInts = 0;  // attnListInts of the launch
-  // Execution strategy, same bits either way: true when a launch can have more than 16 query rows
-  // (one warp per 16-row group), false for decode (the block's 4 warps split each chunk's keys).
+  // Execution strategy, same bits either way: wide (one warp per 16-row group), or decode (the
+  // block's 4 warps split each chunk's keys) with rowBlocks blocks along the query rows (grid z),
+  // block z taking row groups z, z + rowBlocks, ... (attnRowBlocks).
   bool wide = false;
+  int rowBlocks = 1;
 };
 
 // gridX: blocks along chunks (each loops over chunks c = blockIdx.x + i * gridX).

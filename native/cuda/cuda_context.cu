@@ -216,7 +216,9 @@ void CudaContext::enqueue(int maxTokens, const uint8_t* skip, int quant, bool wi
       at.maxChunks = maxChunks_;
       at.outPacked = sc.aPack.get();
       at.outKT = tilesOf(c.qDim());
-      at.wide = maxTokens * (c.heads / c.kvHeads) > 16;
+      const int rowBlocks = attnRowBlocks(maxTokens * (c.heads / c.kvHeads), attnGridX, c.kvHeads, kWaveSms, be_.tuning().attnSplitRows);
+      at.wide = rowBlocks == 0;
+      at.rowBlocks = at.wide ? 1 : rowBlocks;
       at.tailRows = tailRowsFor(maxTokens);
       at.listInts = attnListInts(maxTokens, at.tailRows);
       launchAttention(at, attnGridX, bf16, pdl, s);

@@ -1031,6 +1031,18 @@ int main(int argc, char** argv) {
         h128->fillDummy(13);
         invariance("head_dim 128 f16, f16 KV", *h128, 37, 7);
         invariance("head_dim 128 f16, f16 KV", *h128, 500, 8);
+        h128.reset();
+        // The wide attention path (one warp per 16 query rows) from 17 rows on, as prefill runs it:
+        // the same bits as the decode path's row blocks.
+        setenv("CASSPEC_CUDA_ATTN_SPLIT", "16", 1);
+        auto smallW = makeModel(smallConfig(), "cuda");
+        auto h128W = (setenv("CASSPEC_CUDA_KV", "half", 1), makeModel(head128Config(), "cuda", DType::F16));
+        unsetenv("CASSPEC_CUDA_KV");
+        unsetenv("CASSPEC_CUDA_ATTN_SPLIT");
+        smallW->fillDummy(9);
+        h128W->fillDummy(13);
+        invariance("pycode-small shape [wide from 17 rows]", *smallW, 37, 4);
+        invariance("head_dim 128 f16, f16 KV [wide from 17 rows]", *h128W, 37, 7);
       }
       linearChecks(false);
       LOG("== checks: %d, failures: %d ==\n", gChecks, gFailures);
@@ -1140,6 +1152,7 @@ int main(int argc, char** argv) {
         if (!big) extra.push_back(tag + variant(cfg, wdt, "CASSPEC_CUDA_KV", "half", {1, 32}));
         extra.push_back(tag + variant(cfg, wdt, "CASSPEC_CUDA_ATTN_TAIL", "0", {8, 32, 64}));
         extra.push_back(tag + variant(cfg, wdt, "CASSPEC_CUDA_ATTN_TAIL", "1", {8, 32, 64}));
+        for (const char* v : {"16", "64", "128"}) extra.push_back(tag + variant(cfg, wdt, "CASSPEC_CUDA_ATTN_SPLIT", v, {16, 32, 64}));
         for (size_t i = firstAblation; i < extra.size(); ++i) LOG("  %s\n", extra[i].c_str());
       }
       LOG("\n| model | ctx | n | device ms | host ms | floor ms | floor/device | vs n=1 |\n|---|---|---|---|---|---|---|---|\n");
