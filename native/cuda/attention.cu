@@ -259,7 +259,7 @@ __device__ void attendRowsWide(const AttnArgs& a, const KeyView kv, const Src& s
                                const uint16_t* Ks, const uint16_t* Vs, const uint16_t* Ksl, const uint16_t* Vsl) {
   using Cfg = AttnCfg<D>;
   const int lane = threadIdx.x & 31, gq = lane >> 2, tq = lane & 3;
-  const int g = blockIdx.y;
+  const int g = blockIdx.x;  // kv head
   const int rows = n * group;
   const int rA = rg * 16 + gq, rB = rA + 8;
   const bool okA = rA < rows, okB = rB < rows;
@@ -531,7 +531,7 @@ __device__ void attendGroup(const AttnArgs& a, const KeyView kv, const Src& src,
                             float* obuf) {
   using Cfg = AttnCfg<D>;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, gq = lane >> 2, tq = lane & 3;
-  const int g = blockIdx.y;
+  const int g = blockIdx.x;  // kv head
   const int rows = n * group;
   const int rA = rg * 16 + gq, rB = rA + 8;
   const bool okA = rA < rows, okB = rB < rows;
@@ -872,7 +872,7 @@ __device__ __forceinline__ void attendChunk(const AttnArgs& a, const KeyView kv,
     for (int rg = threadIdx.x >> 5; rg * 16 < n * group; rg += kAttnWarps)
       attendRowsWide<H, KV32, D>(a, kv, src, n, group, rg, c, nStage, Ks, Vs, Ksl, Vsl);
   } else {  // decode: all 4 warps on one row group; the grid's z blocks take turns
-    for (int rg = blockIdx.z; rg * 16 < n * group; rg += gridDim.z)
+    for (int rg = blockIdx.y; rg * 16 < n * group; rg += gridDim.y)
       attendGroup<H, KV32, D>(a, kv, src, n, group, rg, c, nStage, Ks, Vs, Ksl, Vsl, red, obuf);
   }
 }
@@ -893,7 +893,7 @@ __global__ void __launch_bounds__(kAttnWarps * 32, kAttnBlocksPerSm) attnKernel(
   float* red = reinterpret_cast<float*>(Kt + arrays * tailArray);  // [2][4 warps][16 rows], [16]; wide: scratch
   float* obuf = reinterpret_cast<float*>(sm);                      // decode: [4 warps][16 rows][D] over K, V
   float* tailScratch = WIDE ? red : red + 2 * 4 * 16 + 16;
-  const int g = blockIdx.y;
+  const int g = blockIdx.x;  // kv head
 
   // The parameter block was copied before the graph started, and every key below `committed` was
   // written by an earlier forward: the first chunk's committed rows are staged before waiting
@@ -901,9 +901,12 @@ __global__ void __launch_bounds__(kAttnWarps * 32, kAttnBlocksPerSm) attnKernel(
   const Params P{a.params};
   const int n = P.n(), committed = P.committed(), staged = P.stagedKeys();
   const int nChunks = (P.maxKeys() + CH - 1) / CH;
-  if ((int)blockIdx.z * 16 >= n * (a.heads / a.kvHeads)) return;  // a row block past this batch's rows
-  int preRows = (int)blockIdx.x < nChunks ? min(max(committed - (int)blockIdx.x * CH, 0), CH) : 0;
-  stageRows<H, KV32, D>(a, g, 0, preRows, nullptr, blockIdx.x * CH, Ks, Vs, Ksl, Vsl);
+  if ((int)blockIdx.y * 16 >= n * (a.heads / a.kvHeads)) return;  // a row block past this batch's rows
+  // Chunks from the last: a tree's tail chunk, the longest to run, goes first when the blocks take
+  // more than one wave.
+  const int c0 = nChunks - 1 - (int)blockIdx.z;
+  int preRows = c0 >= 0 ? min(max(committed - c0 * CH, 0), CH) : 0;
+  stageRows<H, KV32, D>(a, g, 0, preRows, nullptr, c0 * CH, Ks, Vs, Ksl, Vsl);
   const int tailCount = P.tailCount();
   // A block whose chunk has a tree tail copies the tree's lists (ancestor offsets, their tail
   // rows, the tail slots) into shared memory before the wait (the parameter block was copied
@@ -913,8 +916,8 @@ __global__ void __launch_bounds__(kAttnWarps * 32, kAttnBlocksPerSm) attnKernel(
   const int32_t* ancOff = P.ancOffsets();
   const int32_t* ancTail = P.ancTail();
   const int32_t* tailSlots = P.tailSlots();
-  const int nStage0 = min(max(staged - (int)blockIdx.x * CH, 0), CH);
-  if (tailCount > 0 && tailCount <= a.tailRows && nStage0 < CH && (int)blockIdx.x * CH + nStage0 < P.maxKeys() &&
+  const int nStage0 = min(max(staged - c0 * CH, 0), CH);
+  if (c0 >= 0 && tailCount > 0 && tailCount <= a.tailRows && nStage0 < CH && c0 * CH + nStage0 < P.maxKeys() &&
       n + 1 + ancOff[n] + tailCount <= a.listInts) {
     int32_t* sl = reinterpret_cast<int32_t*>(reinterpret_cast<char*>(sm) + Cfg::smemBytes(KV32, a.tailRows, WIDE));
     const int nAnc = ancOff[n];
@@ -928,10 +931,10 @@ __global__ void __launch_bounds__(kAttnWarps * 32, kAttnBlocksPerSm) attnKernel(
   gridDepLaunch();
   const int group = a.heads / a.kvHeads;
 
-  for (int c = blockIdx.x; c < nChunks; c += gridDim.x) {
+  for (int c = c0; c >= 0; c -= gridDim.z) {
     const int j0 = c * CH;
     const int nStage = min(max(staged - j0, 0), CH);  // keys in their own slot (params.cuh)
-    if (c != (int)blockIdx.x) {
+    if (c != c0) {
       __syncthreads();  // the previous chunk's readers are done with shared memory
       preRows = 0;
     }
@@ -1008,9 +1011,9 @@ void launchAttnT(const AttnArgs& a, int gridX, bool pdl, cudaStream_t stream) {
   }
   const int smem = AttnCfg<D>::smemBytes(KV32, a.tailRows, a.wide) + a.listInts * 4;
   if (a.wide)
-    launchKernel(attnKernel<H, KV32, D, true>, dim3(gridX, a.kvHeads), dim3(kAttnWarps * 32), smem, stream, pdl, "attnKernel", a);
+    launchKernel(attnKernel<H, KV32, D, true>, dim3(a.kvHeads, 1, gridX), dim3(kAttnWarps * 32), smem, stream, pdl, "attnKernel", a);
   else
-    launchKernel(attnKernel<H, KV32, D, false>, dim3(gridX, a.kvHeads, a.rowBlocks), dim3(kAttnWarps * 32), smem, stream, pdl,
+    launchKernel(attnKernel<H, KV32, D, false>, dim3(a.kvHeads, a.rowBlocks, gridX), dim3(kAttnWarps * 32), smem, stream, pdl,
                  "attnKernel", a);
 }
 

@@ -49,15 +49,16 @@ __host__ __device__ inline int attnListInts(int maxTokens, int tailRows) {
 }
 // Blocks along the query rows for a launch of `rows` query rows (tokens x heads per kv head) over
 // gridX chunk blocks of kvHeads heads: the decode path (4 warps on 16 rows) with one block per row
-// group, as long as they fit one wave (kAttnBlocksPerSm resident per SM on waveSms SMs) and rows <=
-// maxRows; 0 = the wide path (one warp per row group). Measured on the H200 (bench/RESULTS.md,
-// eighth session): pycode-small (2 kv heads) 5-6% faster at n = 16 and 32; the 7B shape (32 kv
-// heads) equal at n = 32 and 8% slower at n = 64, where the blocks run in two waves.
+// group, while rows <= maxRows and the blocks fit maxWaves waves (kAttnBlocksPerSm resident per SM
+// on waveSms SMs); 0 = the wide path (one warp per row group). Measured on the H200 against the
+// wide path (bench/RESULTS.md, eighth session): pycode-small (2 kv heads) n = 16 / 32 / 64 5% / 7%
+// / 24% faster; the 7B shape (32 kv heads) n = 32 2.6% faster in two waves, n = 64 8% slower in four.
+// The grid runs chunks from the last (attnKernel), so the tail chunk's blocks are in the first wave.
 constexpr int kAttnBlocksPerSm = 3;
-__host__ __device__ inline int attnRowBlocks(int rows, int gridX, int kvHeads, int waveSms, int maxRows) {
+__host__ __device__ inline int attnRowBlocks(int rows, int gridX, int kvHeads, int waveSms, int maxRows, int maxWaves) {
   const int blocks = (rows + 15) / 16;
   if (blocks <= 1) return 1;
-  return rows <= maxRows && gridX * kvHeads * blocks <= kAttnBlocksPerSm * waveSms ? blocks : 0;
+  return rows <= maxRows && gridX * kvHeads * blocks <= maxWaves * kAttnBlocksPerSm * waveSms ? blocks : 0;
 }
 // First key index looked up per token: the staged keys rounded down to a whole P V tile of 16.
 __host__ __device__ inline int attnTailStart(int stagedKeys) { return stagedKeys / 16 * 16; }

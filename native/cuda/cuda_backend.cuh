@@ -22,6 +22,7 @@ struct Tuning {
   bool graphs = true;  // CASSPEC_CUDA_GRAPHS=0: launch kernels directly every forward
   int kv = 0;          // CASSPEC_CUDA_KV=f32|half: force the KV cache type (0 = by model size)
   bool attnTail = true;   // CASSPEC_CUDA_ATTN_TAIL=0: tree tails read K/V from global memory (same bits)
+  int attnWaves = 2;  // CASSPEC_CUDA_ATTN_WAVES=W: ... while its blocks fit W waves
   int attnSplitRows = 128;  // CASSPEC_CUDA_ATTN_SPLIT=R: up to R query rows may run the decode path, a block per 16 (same bits)
   static Tuning fromEnv();
 };

@@ -216,7 +216,8 @@ void CudaContext::enqueue(int maxTokens, const uint8_t* skip, int quant, bool wi
       at.maxChunks = maxChunks_;
       at.outPacked = sc.aPack.get();
       at.outKT = tilesOf(c.qDim());
-      const int rowBlocks = attnRowBlocks(maxTokens * (c.heads / c.kvHeads), attnGridX, c.kvHeads, kWaveSms, be_.tuning().attnSplitRows);
+      const int rowBlocks = attnRowBlocks(maxTokens * (c.heads / c.kvHeads), attnGridX, c.kvHeads, kWaveSms, be_.tuning().attnSplitRows,
+                                          be_.tuning().attnWaves);
       at.wide = rowBlocks == 0;
       at.rowBlocks = at.wide ? 1 : rowBlocks;
       at.tailRows = tailRowsFor(maxTokens);
