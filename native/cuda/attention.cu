@@ -1,9 +1,9 @@
 // Attention kernels; see attention.cuh for the numerics contract.
 //
-// Block = 4 warps for one (chunk, kv head): the chunk's keys/values that every token finds in the
+// Block = 4 warps for one (kv head, row block, chunk): the chunk's keys/values that every token finds in the
 // same slot (the committed prefix, and a chain's or prefill's own tokens: Params::stagedKeys) are
 // staged in shared memory once; then for each group of 16 query rows (row =
-// token * group + head-in-group) the 4 warps split the chunk's 64 keys, FlashAttention-2 style:
+// token * group + head-in-group) of its row block the 4 warps split the chunk's 64 keys, FlashAttention-2 style:
 // S = Q K^T and O = P V with the 16 rows as the mma M dimension, so P goes from the S accumulators
 // to the A operand in registers. (One warp per row group left 3 of 4 warps idle at decode.)
 #include "attention.cuh"
