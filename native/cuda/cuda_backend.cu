@@ -34,6 +34,7 @@ Tuning Tuning::fromEnv() {
   t.pdlEarly = flag("CASSPEC_CUDA_PDL_EARLY", false);  // measured slower with the wgmma matrix kernel
   t.graphs = flag("CASSPEC_CUDA_GRAPHS", true);
   t.attnTail = flag("CASSPEC_CUDA_ATTN_TAIL", true);
+  if (const char* v = std::getenv("CASSPEC_CUDA_NORM_CARRY")) t.normCarry = flag("CASSPEC_CUDA_NORM_CARRY", true) ? 1 : 0;
   if (const char* v = std::getenv("CASSPEC_CUDA_ATTN_SPLIT")) t.attnSplitRows = std::atoi(v);
   if (const char* v = std::getenv("CASSPEC_CUDA_ATTN_WAVES")) t.attnWaves = std::atoi(v);
   if (const char* v = std::getenv("CASSPEC_CUDA_KV")) t.kv = std::strcmp(v, "f32") == 0 ? 1 : std::strcmp(v, "half") == 0 ? 2 : 0;
@@ -102,6 +103,10 @@ CudaBackend::CudaBackend(const ModelConfig& c, const BackendOptions& o) : c_(c) 
   splitsGateUp = linearSplits(l0.gateUp.MT, l0.gateUp.KT);
   splitsDown = linearSplits(l0.down.MT, l0.down.KT);
   splitsLm = linearSplits(lmHead().MT, lmHead().KT);
+  // Carried where rows are long (measured on the H200, bench/RESULTS.md, eighth session: the 7B
+  // shape 2.6% faster at n = 1 and 32; pycode-small, hidden 256, whose residual kernels have 8-16
+  // blocks to do the extra epilogue work, 1-7% slower from n = 8 on).
+  normCarry_ = tune_.normCarry >= 0 ? tune_.normCarry == 1 : c.hidden > 1024;
   allocateScratch();
   if (quant8_) allocateQuantScratch();
   attentionPrepare(c.headDim, kvF32_, bf16_);
@@ -117,6 +122,9 @@ void CudaBackend::allocateScratch() {
   scratch_.xPack.allocate((size_t)tiles * tilesOf(H) * 512, "packed activations");
   scratch_.aPack.allocate((size_t)tiles * tilesOf(Q) * 512, "packed attention output");
   scratch_.hPack.allocate((size_t)tiles * l.down.KT * 512, "packed mlp activations");
+  scratch_.normPart.allocate((size_t)n * normParts(l.o.MT) * 4, "norm partial sums");
+  scratch_.normScale.allocate((size_t)n * 4, "norm input scales");
+  scratch_.normR.allocate((size_t)n * 4, "norm factors");
   resultWords_ = (int64_t)n * (1 + 2 * kMaxTopK) + (int64_t)n * c_.vocab;
   scratch_.result.allocate((size_t)resultWords_ * 4, "results");
 }
@@ -153,7 +161,7 @@ std::string CudaBackend::deviceInfo() const {
          std::to_string(splitsO) + "/" + std::to_string(splitsGateUp) + "/" + std::to_string(splitsDown) + "/" +
          std::to_string(splitsLm) + "; weights " + (bf16_ ? "bf16" : "f16") + " (" + mib((size_t)weightBytes()) + ")" +
          (quant8_ ? " + int8 copy (" + mib((size_t)quantBytes()) + ")" : "") + ", KV cache " +
-         (kvF32_ ? "fp32" : (bf16_ ? "bf16" : "f16"));
+         (kvF32_ ? "fp32" : (bf16_ ? "bf16" : "f16")) + (normCarry_ ? "; norm carried" : "");
 }
 
 namespace {

@@ -22,6 +22,7 @@ struct Tuning {
   bool graphs = true;  // CASSPEC_CUDA_GRAPHS=0: launch kernels directly every forward
   int kv = 0;          // CASSPEC_CUDA_KV=f32|half: force the KV cache type (0 = by model size)
   bool attnTail = true;   // CASSPEC_CUDA_ATTN_TAIL=0: tree tails read K/V from global memory (same bits)
+  int normCarry = -1;  // CASSPEC_CUDA_NORM_CARRY=0|1: force the norm carried or not (other bits); -1 = by hidden size
   int attnWaves = 2;  // CASSPEC_CUDA_ATTN_WAVES=W: ... while its blocks fit W waves
   int attnSplitRows = 128;  // CASSPEC_CUDA_ATTN_SPLIT=R: up to R query rows may run the decode path, a block per 16 (same bits)
   static Tuning fromEnv();
@@ -56,6 +57,9 @@ class CudaBackend : public Backend {
   bool kvF32() const { return kvF32_; }
   int kvElemBytes() const { return kvF32_ ? 4 : 2; }
   const Tuning& tuning() const { return tune_; }
+  // RMSNorm carried through the residual epilogues (linear.cuh NormOut) for every 16-bit forward of
+  // this model, or never: part of its numerics, so fixed per model, never per launch.
+  bool normCarried() const { return normCarry_; }
   const PackedMatrix& embed() const { return embed_; }
   const PackedMatrix& lmHead() const { return c_.tiedEmbeddings ? embed_ : lm_; }
   const float* finalNorm() const { return finalNorm_.get<float>(); }
@@ -68,6 +72,9 @@ class CudaBackend : public Backend {
 
   struct Scratch {
     DeviceBuffer x, q, xPack, aPack, hPack, result;
+    // RMSNorm carried through the residual epilogues (linear.cuh NormOut / NormIn): per token the
+    // row-tile-pair sums of squares, the scale s of the packed input, and the last norm's 1/rms.
+    DeviceBuffer normPart, normScale, normR;
     // Quant mode kQuantInt8: packed int8 input and its per-token scales, fp32 SwiGLU output, and
     // the int8 kernel's int32 sums and counters (zero between launches).
     DeviceBuffer xq, sx, h32, sums, counters8;
@@ -86,6 +93,7 @@ class CudaBackend : public Backend {
   bool bf16_ = true;
   bool kvF32_ = false;
   bool quant8_ = false;  // the int8 copies exist
+  bool normCarry_ = false;
   Tuning tune_;
   Stream stream_;  // uploads
   PackedMatrix embed_, lm_;

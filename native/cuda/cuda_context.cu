@@ -127,23 +127,49 @@ void CudaContext::enqueue(int maxTokens, const uint8_t* skip, int quant, bool wi
   // kernel between two matrix kernels), else into the packed B buffer it streams; the same bits.
   // Measured on the H200: in-kernel is 4% faster for pycode-small (hidden 256) at n = 1, 9% slower
   // for the 7B shape (hidden 4096), whose blocks pay the B tiles' build on every stage.
+  // Where the previous residual projection already wrote this input (NormOut), the consumer only
+  // finishes the norm (NormIn): no kernel in between.
+  const bool q8 = quant == kQuantInt8;
+  const bool carry = !q8 && be_.normCarried();
+  const int ldPart = normParts(be_.layer(0).o.MT);
+  bool carried = false;  // the last residual projection wrote the next norm's input
   auto normInput = [&](LinArgs& a, const float* normW, bool rowsAreOut) {
+    if (carried) {
+      carried = false;
+      a.bPacked = sc.xPack.get();
+      a.normIn = NormIn{sc.normPart.get<float>(), sc.normScale.get<float>(), sc.normR.get<float>(), ldPart, H, c.rmsEps};
+      return;
+    }
+    float* rOut = rowsAreOut ? nullptr : sc.normR.get<float>();  // a NormOut downstream scales by it
     if (ntb == 1 && H <= 1024) {
       a.normB = true;
       a.x = sc.x.get<float>();
       a.ldx = H;
       a.normW = normW;
       a.eps = c.rmsEps;
+      a.rOut = rOut;
       return;
     }
-    launchNormPack(sc.x.get<float>(), H, normW, c.rmsEps, P, rowsAreOut, sc.xPack.get(), hKT, maxTokens, bf16, pdl, early, s);
+    launchNormPack(sc.x.get<float>(), H, normW, c.rmsEps, P, rowsAreOut, sc.xPack.get(), hKT, maxTokens, bf16, pdl, early, rOut, s);
     mark("rmsnorm");
     a.bPacked = sc.xPack.get();
+  };
+  // The norm weight of the first active sub-layer after sub-layer i (2 l: attention, 2 l + 1: MLP
+  // of layer l); null when the LM head (a norm kernel over output rows) or nothing comes next.
+  auto nextNorm = [&](int i) -> const float* {
+    for (int j = i + 1; j < 2 * c.layers; ++j)
+      if (!skip[j]) return j % 2 ? be_.layer(j / 2).mlpNorm.get<float>() : be_.layer(j / 2).attnNorm.get<float>();
+    return nullptr;
+  };
+  auto normOutput = [&](LinArgs& a, int subLayer) {
+    const float* w = carry ? nextNorm(subLayer) : nullptr;
+    if (!w) return;
+    a.normOut = NormOut{w, sc.xPack.get(), hKT, sc.normR.get<float>(), sc.normPart.get<float>(), sc.normScale.get<float>(), ldPart};
+    carried = true;
   };
 
   // Quant mode kQuantInt8: each projection's input is quantized per token into sc.xq / sc.sx,
   // then the int8 matrix kernel runs with the same epilogue as the 16-bit one.
-  const bool q8 = quant == kQuantInt8;
   auto quantize = [&](QuantSource src, int K, const float* normW, int KT8) {
     QuantArgs qa;
     qa.params = P;
@@ -237,6 +263,7 @@ void CudaContext::enqueue(int maxTokens, const uint8_t* skip, int quant, bool wi
         LinArgs o = linear(w.o, be_.splitsO, Epilogue::Residual);
         o.bPacked = sc.aPack.get();
         o.resid = sc.x.get<float>();
+        normOutput(o, 2 * l);
         launchLinear(o, ntb, groups, bf16, pdl, s);
         mark("o proj (+residual)");
       }
@@ -265,6 +292,7 @@ void CudaContext::enqueue(int maxTokens, const uint8_t* skip, int quant, bool wi
         LinArgs down = linear(w.down, be_.splitsDown, Epilogue::Residual);
         down.bPacked = sc.hPack.get();
         down.resid = sc.x.get<float>();
+        normOutput(down, 2 * l + 1);
         launchLinear(down, ntb, groups, bf16, pdl, s);
         mark("down (+residual)");
       }

@@ -33,7 +33,8 @@ constexpr int kNormThreads = 512;
 
 template <class H>
 __global__ void __launch_bounds__(kNormThreads) normPackKernel(const float* __restrict__ x, int H_, const float* __restrict__ w, float eps,
-                               const int32_t* params, bool rowsAreOut, uint16_t* __restrict__ packed, int KT, bool releaseFirst) {
+                               const int32_t* params, bool rowsAreOut, uint16_t* __restrict__ packed, int KT, bool releaseFirst,
+                               float* __restrict__ rOut) {
   __shared__ float r;
   const Params P{params};
   gridDepSync(releaseFirst);  // its dependent, a matrix kernel, reads only weights before waiting
@@ -45,6 +46,7 @@ __global__ void __launch_bounds__(kNormThreads) normPackKernel(const float* __re
   if (threadIdx.x < 32) {
     const float v = warpRstd<16>(xr, H_, eps, threadIdx.x);
     if (threadIdx.x == 0) r = v;
+    if (threadIdx.x == 0 && rOut) rOut[t] = v;  // for a NormOut downstream (linear.cuh)
   }
   __syncthreads();
   for (int e = threadIdx.x; e < KT * 2; e += blockDim.x) {
@@ -90,15 +92,15 @@ void launchEmbed(const void* embedPacked, int KT, int H, const int32_t* params, 
 }
 
 void launchNormPack(const float* x, int H, const float* w, float eps, const int32_t* params, bool rowsAreOut, void* packed,
-                    int KT, int maxTokens, bool bf16, bool pdl, bool releaseFirst, cudaStream_t stream) {
+                    int KT, int maxTokens, bool bf16, bool pdl, bool releaseFirst, float* rOut, cudaStream_t stream) {
   auto* p = static_cast<uint16_t*>(packed);
   const int threads = std::min(kNormThreads, std::max(64, (2 * KT + 31) / 32 * 32));  // one run of 8 k each
   if (bf16)
     launchKernel(normPackKernel<__nv_bfloat16>, dim3(maxTokens), dim3(threads), 0, stream, pdl, "normPackKernel", x, H, w, eps,
-                 params, rowsAreOut, p, KT, releaseFirst);
+                 params, rowsAreOut, p, KT, releaseFirst, rOut);
   else
     launchKernel(normPackKernel<__half>, dim3(maxTokens), dim3(threads), 0, stream, pdl, "normPackKernel", x, H, w, eps, params,
-                 rowsAreOut, p, KT, releaseFirst);
+                 rowsAreOut, p, KT, releaseFirst, rOut);
 }
 
 void launchMoveSlots(void* k, void* v, int layers, int64_t layerStride, int rowElems, int elemBytes, const int32_t* srcDst,

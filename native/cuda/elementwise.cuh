@@ -11,9 +11,10 @@ void launchEmbed(const void* embedPacked, int KT, int H, const int32_t* params, 
                  cudaStream_t stream);
 
 // Packed hi/lo of w * x[row] / rms(x[row]) for t < count (count = n, or nOut with rows = outRows).
-// releaseFirst: release the next kernel before waiting for the previous one (gridDepSync).
+// releaseFirst: release the next kernel before waiting for the previous one (gridDepSync). rOut
+// (null allowed): each token's 1/rms, for a NormOut downstream (linear.cuh).
 void launchNormPack(const float* x, int H, const float* w, float eps, const int32_t* params, bool rowsAreOut, void* packed,
-                    int KT, int maxTokens, bool bf16, bool pdl, bool releaseFirst, cudaStream_t stream);
+                    int KT, int maxTokens, bool bf16, bool pdl, bool releaseFirst, float* rOut, cudaStream_t stream);
 
 // For every layer, K and V of slot src[i] -> dst[i], i in order (dst[i] <= src[i], both ascending).
 void launchMoveSlots(void* k, void* v, int layers, int64_t layerStride, int rowElems, int elemBytes, const int32_t* srcDst,

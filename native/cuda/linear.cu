@@ -149,29 +149,89 @@ __device__ __forceinline__ void foldSplits(const float4* part, int f0, int f1, i
   }
 }
 
-// Epilogue of one unit: row tiles m and m + 1 (v0, v1), rows g and g + 8, tokens t and t + 1.
+// The power of two at or below r (NormOut's s): exact to multiply and to divide by.
+__device__ __forceinline__ float pow2Below(float r) {
+  const float s = __int_as_float(__float_as_int(r) & 0x7f800000);
+  return s == 0.f ? 1.f : s;
+}
+
+// NormOut for one unit's new x (nx, the residual epilogue's order; bit i of ok: element i exists)
+// of tokens t, t + 1, with the norm weights of its 4 rows (w4: tile m + h, row g + 8 r at 2 h + r)
+// and the tokens' scales s. Every lane of the warp calls it (units are dealt out in whole warps:
+// the 8 lanes of one token pair, g = 0..7, hold the pair's 32 rows): each token's squares summed in
+// unit order, then a butterfly over g.
 template <class H>
-__device__ __forceinline__ void epiUnit(const LinArgs& a, const Params& P, int m, int t, int g, int count, float4 v0, float4 v1) {
-  if (a.epi == Epilogue::Residual) {
-    // x += y. The unit's old values are all loaded before any is stored, so their L2 round trips
-    // overlap (a load after a store through the same pointer would wait for it).
-    int idx[8];
-    float val[8], old[8];
+__device__ __forceinline__ void normOutUnit(const NormOut& no, int m, int t, int g, int count, unsigned ok, const float (&nx)[8],
+                                            const float (&w4)[4], const float (&sc)[2]) {
+#pragma unroll
+  for (int jj = 0; jj < 2; ++jj) {
+    float q = 0.f;
+#pragma unroll
+    for (int i = 0; i < 8; ++i)
+      if (((i >> 1) & 1) == jj) q = __fadd_rn(q, (ok >> i) & 1 ? __fmul_rn(nx[i], nx[i]) : 0.f);
+#pragma unroll
+    for (int x = 4; x <= 16; x <<= 1) q = __fadd_rn(q, __shfl_xor_sync(0xffffffffu, q, x));
+    if (t + jj >= count) continue;
+    if (g == 0) no.part[(size_t)(t + jj) * no.ldPart + m / 2] = q;
+    if (g == 0 && m == 0) no.scale[t + jj] = sc[jj];
 #pragma unroll
     for (int i = 0; i < 8; ++i) {
-      const int h = i >> 2, jj = (i >> 1) & 1, r = i & 1;  // row tile m + h, token t + jj, row g + 8 r
-      const float4 v = h ? v1 : v0;
-      const int m0 = (m + h) * 16 + g + 8 * r;
-      val[i] = r ? (jj ? v.w : v.z) : (jj ? v.y : v.x);
-      idx[i] = m + h < a.MT && t + jj < count && m0 < a.M ? (t + jj) * a.M + m0 : -1;
+      const int h = i >> 2, r = i & 1, m0 = (m + h) * 16 + g + 8 * r;
+      if (((i >> 1) & 1) == jj && (ok >> i) & 1)
+        storePacked<H>(static_cast<uint16_t*>(no.packed), t + jj, m0, no.KT, __fmul_rn(__fmul_rn(w4[2 * h + r], nx[i]), sc[jj]));
+    }
+  }
+}
+
+// Epilogue of one unit: row tiles m and m + 1 (v0, v1), rows g and g + 8, tokens t and t + 1.
+// nc: NormIn's per-token factors r / s of the block's tokens (from token tok0), or null.
+template <class H>
+__device__ __forceinline__ void epiUnit(const LinArgs& a, const Params& P, int m, int t, int g, int count, float4 v0, float4 v1,
+                                        const float* nc, int tok0) {
+  if (a.epi == Epilogue::Residual) {
+    // x += y. The unit's old values are all loaded before any is stored, so their L2 round trips
+    // overlap (a load after a store through the same pointer would wait for it). Element i: row
+    // tile m + h, token t + jj, row g + 8 r.
+    auto at = [&](int i) { return (t + ((i >> 1) & 1)) * a.M + (m + (i >> 2)) * 16 + g + 8 * (i & 1); };
+    unsigned ok = 0;
+    float x[8];
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      const int h = i >> 2, jj = (i >> 1) & 1, m0 = (m + h) * 16 + g + 8 * (i & 1);
+      if (m + h < a.MT && t + jj < count && m0 < a.M) ok |= 1u << i;
     }
 #pragma unroll
-    for (int i = 0; i < 8; ++i)
-      if (idx[i] >= 0) old[i] = a.resid[idx[i]];
+    for (int i = 0; i < 8; ++i) x[i] = (ok >> i) & 1 ? a.resid[at(i)] : 0.f;
+    // NormOut's loads go out with the old values: one round trip for all.
+    const NormOut& no = a.normOut;
+    float w4[4] = {0.f, 0.f, 0.f, 0.f}, sc[2] = {1.f, 1.f};
+    if (no.w) {
 #pragma unroll
-    for (int i = 0; i < 8; ++i)
-      if (idx[i] >= 0) a.resid[idx[i]] = old[i] + val[i];
+      for (int j = 0; j < 4; ++j) {
+        const int m0 = (m + (j >> 1)) * 16 + g + 8 * (j & 1);
+        if (m0 < a.M) w4[j] = no.w[m0];
+      }
+#pragma unroll
+      for (int jj = 0; jj < 2; ++jj)
+        if (t + jj < count) sc[jj] = no.rPrev[t + jj];
+    }
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      const float4 v = i >> 2 ? v1 : v0;
+      const int jj = (i >> 1) & 1;
+      x[i] = x[i] + (i & 1 ? (jj ? v.w : v.z) : (jj ? v.y : v.x));
+      if ((ok >> i) & 1) a.resid[at(i)] = x[i];
+    }
+    if (no.w) {
+      sc[0] = pow2Below(sc[0]), sc[1] = pow2Below(sc[1]);
+      normOutUnit<H>(no, m, t, g, count, ok, x, w4, sc);
+    }
     return;
+  }
+  if (nc) {  // NormIn: r / s per token (columns x, z are token t; y, w token t + 1)
+    const float c0 = nc[t - tok0], c1 = nc[t + 1 - tok0];
+    v0 = make_float4(__fmul_rn(v0.x, c0), __fmul_rn(v0.y, c1), __fmul_rn(v0.z, c0), __fmul_rn(v0.w, c1));
+    v1 = make_float4(__fmul_rn(v1.x, c0), __fmul_rn(v1.y, c1), __fmul_rn(v1.z, c0), __fmul_rn(v1.w, c1));
   }
   const bool swi = a.epi == Epilogue::SwiGlu;  // row tile m is a gate tile, m + 1 its up tile
 #pragma unroll
@@ -215,6 +275,7 @@ __global__ void __launch_bounds__(kLinThreads, LinCfg<NTB, DEEP>::kMinBlocks) li
   const bool normB = NTB == 1 && a.normB;
   uint8_t* nb = smem + C::kRingBytes;
   __shared__ float rstd[8];
+  __shared__ float normC[NTB * 8];  // NormIn: r / s per token of the block
   if (threadIdx.x == 0) {
     for (int i = 0; i < kLinStages; ++i) {
       mbarInit(&full[i], 1);
@@ -265,8 +326,49 @@ __global__ void __launch_bounds__(kLinThreads, LinCfg<NTB, DEEP>::kMinBlocks) li
         const int row = a.countIsOut ? P.outRows()[t] : t;
         const float r = warpRstd(a.x + (size_t)row * a.ldx, a.K, a.eps, lane);
         if (lane == 0) rstd[warp] = r;
+        if (lane == 0 && a.rOut && rb == 0 && s == 0) a.rOut[t] = r;
       }
       consumerSync();
+    }
+    if (a.normIn.part) {
+      // NormIn: r of the block's tokens tl = warp + 8 k (k < NTB) from their row-tile-pair sums:
+      // lane-strided in ascending order, then a butterfly; the epilogue's factor r / s. All of a
+      // warp's loads go out together (4 per token at a time): one L2 round trip per 128 sums,
+      // read while the first stages stream in.
+      const NormIn& ni = a.normIn;
+      float q[NTB], sInv[NTB];
+#pragma unroll
+      for (int k = 0; k < NTB; ++k) {
+        const int t = tok0 + warp + 8 * k;
+        q[k] = 0.f;
+        sInv[k] = t < count ? __frcp_rn(ni.scale[t]) : 1.f;  // a power of two: exact
+      }
+      for (int j0 = 0; j0 * 32 < ni.ldPart; j0 += 4) {
+        float v[NTB][4];
+#pragma unroll
+        for (int k = 0; k < NTB; ++k)
+#pragma unroll
+          for (int j = 0; j < 4; ++j) {
+            const int t = tok0 + warp + 8 * k, i = (j0 + j) * 32 + lane;
+            v[k][j] = t < count && i < ni.ldPart ? ni.part[(size_t)t * ni.ldPart + i] : 0.f;
+          }
+#pragma unroll
+        for (int k = 0; k < NTB; ++k)
+#pragma unroll
+          for (int j = 0; j < 4; ++j)
+            if ((j0 + j) * 32 + lane < ni.ldPart) q[k] = __fadd_rn(q[k], v[k][j]);
+      }
+#pragma unroll
+      for (int k = 0; k < NTB; ++k) {
+        const int t = tok0 + warp + 8 * k;
+#pragma unroll
+        for (int x = 16; x >= 1; x >>= 1) q[k] = __fadd_rn(q[k], __shfl_xor_sync(0xffffffffu, q[k], x));
+        const float r = 1.0f / sqrtf(q[k] / (float)ni.H + ni.eps);
+        if (t < count && lane == 0) {
+          normC[warp + 8 * k] = __fmul_rn(r, sInv[k]);
+          if (rb == 0 && s == 0) ni.rOut[t] = r;
+        }
+      }
     }
 
     // Consumers: warpgroup wg multiplies its 64 rows of each k-tile by the stage's N = 16 NTB columns:
@@ -333,15 +435,18 @@ __global__ void __launch_bounds__(kLinThreads, LinCfg<NTB, DEEP>::kMinBlocks) li
     clusterSync();
   else
     __syncthreads();
-  constexpr int kUnits = kLinWarps / 2 * NTB * 32;
-  const int u0 = s * kUnits / a.S, u1 = (s + 1) * kUnits / a.S;
+  // Units go to the cluster's blocks in whole warps' worth (32 lanes of one warp pair and n-tile),
+  // so NormOut's butterfly finds a token pair's 8 row lanes in one warp.
+  constexpr int kUnitWarps = kLinWarps / 2 * NTB;
+  const int u0 = 32 * (s * kUnitWarps / a.S), u1 = 32 * ((s + 1) * kUnitWarps / a.S);
   for (int u = u0 + (int)threadIdx.x; u < u1; u += kLinThreads) {
     const int l = u & 31, nt = (u >> 5) % NTB, wp = (u >> 5) / NTB;
     if (nt >= ntiles) continue;
     const int f0 = (2 * wp * NTB + nt) * 32 + l;
     float4 v0, v1;
     foldSplits(part, f0, f0 + NTB * 32, a.S, v0, v1);
-    epiUnit<H>(a, P, rb * kLinWarps + 2 * wp, tok0 + nt * 8 + 2 * (l & 3), l >> 2, count, v0, v1);
+    epiUnit<H>(a, P, rb * kLinWarps + 2 * wp, tok0 + nt * 8 + 2 * (l & 3), l >> 2, count, v0, v1,
+               a.normIn.part ? normC : nullptr, tok0);
   }
   if (a.S > 1) clusterSync();  // the other blocks may still read this block's partials
 }

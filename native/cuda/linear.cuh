@@ -54,6 +54,32 @@ constexpr int kWaveSms = 132;
 
 enum class Epilogue : int { Qkv = 0, Residual = 1, SwiGlu = 2, Logits = 3 };
 
+// RMSNorm carried through the residual epilogue, so no norm kernel sits between the o or down
+// projection and the next qkv or gate/up. The residual kernel, which holds each token's new x in
+// pieces across its blocks, writes the next sub-layer's B as w * x * s (no 1/rms yet: no block has
+// the whole row) and each piece's sum of squares; the consumer sums a token's pieces in a fixed
+// order, r = 1 / sqrt(mean + eps), and scales its outputs by r / s before RoPE or SwiGLU. s is the
+// token's previous r rounded down to a power of two: it keeps the 16-bit halves of B at normalised
+// magnitudes (f16 overflows near 65504 and its lo halves go subnormal below 6e-5) and multiplies
+// exactly. A piece is one row-tile pair (32 rows) of one token, reduced in a fixed lane pattern, so
+// its bits depend on M only: batch invariant like everything else here.
+struct NormOut {               // Residual epilogue, when the next sub-layer is a 16-bit qkv or gate/up
+  const float* w = nullptr;    // its norm weight; null: a plain residual add
+  void* packed = nullptr;      // its B operand (packedB, KT k-tiles): w * x * s
+  int KT = 0;
+  const float* rPrev = nullptr;  // per token: the last norm's 1/rms (NormIn::rOut, or the norm kernel's)
+  float* part = nullptr;         // per token: ldPart sums of squares, one per row-tile pair
+  float* scale = nullptr;        // per token: s
+  int ldPart = 0;
+};
+struct NormIn {                // a qkv or gate/up whose B came from a NormOut
+  const float* part = nullptr;  // null: B is already normalised
+  const float* scale = nullptr;
+  float* rOut = nullptr;  // per token: this norm's 1/rms, for the next NormOut
+  int ldPart = 0, H = 0;
+  float eps = 0.f;
+};
+
 struct LinArgs {
   const void* w = nullptr;  // packed weights (layout.cuh packedA)
   int M = 0, K = 0, MT = 0, KT = 0, S = 1;
@@ -71,6 +97,9 @@ struct LinArgs {
   Epilogue epi = Epilogue::Residual;
   QkvOut qkv{};                    // Qkv: where queries and K/V go (epilogue.cuh)
   float* resid = nullptr;          // Residual: x [tokens][M] (+=)
+  NormOut normOut{};               // Residual: the next sub-layer's normalised input, carried
+  NormIn normIn{};                 // Qkv, SwiGlu: input carried from a NormOut
+  float* rOut = nullptr;           // normB: the tokens' 1/rms, for the next NormOut
   void* hPacked = nullptr;         // SwiGlu: packed down-projection input, KT = hKT
   int hKT = 0;
   float* result = nullptr;  // Logits: result block base (params give the offsets)
@@ -79,6 +108,9 @@ struct LinArgs {
 
 // Row groups (kLinWarps row tiles, one block's rows) of a matrix with MT row tiles.
 inline int rowGroupsOf(int MT) { return (MT + kLinWarps - 1) / kLinWarps; }
+// NormOut's sums of squares per token for a residual matrix of MT row tiles: one per row-tile pair
+// of its row groups (those past the rows sum nothing and are written as zeros).
+inline int normParts(int MT) { return rowGroupsOf(MT) * kLinWarps / 2; }
 // The most K splits that leave every split at least 4 k-tiles.
 inline int maxSplitsByK(int KT) { return KT / 4 < 1 ? 1 : KT / 4; }
 

@@ -102,6 +102,12 @@ static ModelConfig smallConfig(int maxPos = 2048) {  // pycode-small
   c.maxPositions = maxPos, c.ropeTheta = 10000.f, c.rmsEps = 1e-5f, c.tiedEmbeddings = true;
   return c;
 }
+static ModelConfig longRowConfig() {  // hidden > 1024: the norm carried through the residual epilogues by default
+  ModelConfig c;
+  c.vocab = 1000, c.hidden = 2048, c.layers = 2, c.heads = 16, c.kvHeads = 4, c.headDim = 128, c.ffn = 2816;
+  c.maxPositions = 2048, c.ropeTheta = 10000.f, c.rmsEps = 1e-5f, c.tiedEmbeddings = false;
+  return c;
+}
 static ModelConfig llama7bConfig() {
   ModelConfig c;
   c.vocab = 32000, c.hidden = 4096, c.layers = 32, c.heads = 32, c.kvHeads = 32, c.headDim = 128, c.ffn = 11008;
@@ -774,7 +780,7 @@ static void linearShapeBitwise(const std::string& label, int M, int K, bool bf16
     DevMem bn((size_t)(maxTok / 8) * KT * 512);
     rig.setTokens(maxTok);
     cuda::launchNormPack(x.as<float>(), K, nw.as<float>(), 1e-5f, rig.params.as<int32_t>(), false, bn.p, KT, maxTok, bf16, false,
-                         false, 0);
+                         false, nullptr, 0);
     const std::vector<float> nref = run(rig.args(w.p, bn.p), maxTok, 8);
     cuda::LinArgs a = rig.args(w.p, nullptr);
     a.normB = true, a.x = x.as<float>(), a.ldx = K, a.normW = nw.as<float>(), a.eps = 1e-5f;
@@ -966,16 +972,45 @@ int main(int argc, char** argv) {
         LOG("  %-34s fillDummy / setTensor(F32) / setTensor(BF16): %s\n", name, same ? "bitwise identical" : "DIFFER");
         check(same, std::string(name) + ": upload paths differ");
       }
-      // Real models.
-      for (const char* rmName : {"pycode-small", "pycode-tiny"}) {
+      // The norm carried through the residual epilogues (NormOut / NormIn: by default from hidden
+      // 1024 on), forced on the small shapes: other numerics, the same tolerance.
+      if (!quick) {
+        const ModelConfig cfg = smallConfig();
+        setenv("CASSPEC_CUDA_NORM_CARRY", "1", 1);
+        auto gpu = makeModel(cfg, "cuda");
+        unsetenv("CASSPEC_CUDA_NORM_CARRY");
+        auto cpu = makeModel(cfg, "cpu");
+        loadDummy(*gpu, 11, DummyUpload::Fill);
+        loadDummy(*cpu, 11, DummyUpload::BF16);
+        LOG(" dummy pycode-small shape: %s\n", gpu->backend().deviceInfo().c_str());
+        std::mt19937 rng(4);
+        std::vector<int32_t> seq(100);
+        for (int& t : seq) t = (int32_t)(rng() % cfg.vocab);
+        compareWithCpu("dummy pycode-small shape [norm carried]", *gpu, *cpu, seq, 60);
+        std::vector<uint8_t> plan(2 * cfg.layers, 0);
+        for (int l = 0; l < cfg.layers; ++l) plan[2 * l] = l % 2, plan[2 * l + 1] = l % 3 == 0;
+        compareWithCpu("dummy pycode-small shape [norm carried] skip plan", *gpu, *cpu, seq, 30, plan);
+        const ModelConfig lc = longRowConfig();
+        auto lg = makeModel(lc, "cuda"), lcpu = makeModel(lc, "cpu");
+        loadDummy(*lg, 12, DummyUpload::Fill);
+        loadDummy(*lcpu, 12, DummyUpload::BF16);
+        LOG(" dummy hidden 2048: %s\n", lg->backend().deviceInfo().c_str());
+        for (int& t : seq) t = (int32_t)(rng() % lc.vocab);
+        compareWithCpu("dummy hidden 2048 (60 prefill + 40 decode)", *lg, *lcpu, seq, 60);
+      }
+      // Real models (pycode-small also with the norm carried).
+      for (const char* rmName : {"pycode-small", "pycode-tiny", "pycode-small [norm carried]"}) {
         if (quick) break;
         RealModel rm;
-        const std::string dir = models + "/" + rmName;
+        const bool carried = std::strstr(rmName, "[norm carried]") != nullptr;
+        const std::string dir = models + "/" + (carried ? std::string("pycode-small") : std::string(rmName));
         if (!loadRealManifest(dir, rm)) {
           LOG(" %s: not found under %s (skipped)\n", rmName, models.c_str());
           continue;
         }
+        if (carried) setenv("CASSPEC_CUDA_NORM_CARRY", "1", 1);
         auto gpu = makeModel(rm.cfg, "cuda"), cpu = makeModel(rm.cfg, "cpu");
+        unsetenv("CASSPEC_CUDA_NORM_CARRY");
         loadReal(*gpu, rm);
         loadReal(*cpu, rm);
         bool f32 = false;
@@ -1043,6 +1078,22 @@ int main(int argc, char** argv) {
         h128W->fillDummy(13);
         invariance("pycode-small shape [wide from 17 rows]", *smallW, 37, 4);
         invariance("head_dim 128 f16, f16 KV [wide from 17 rows]", *h128W, 37, 7);
+        smallW.reset();
+        h128W.reset();
+        // The norm carried through the residual epilogues: by default from hidden 1024 on, forced
+        // on the small shapes (odd sizes included).
+        auto longRow = makeModel(longRowConfig(), "cuda");
+        longRow->fillDummy(15);
+        invariance("hidden 2048 [norm carried]", *longRow, 37, 9);
+        longRow.reset();
+        setenv("CASSPEC_CUDA_NORM_CARRY", "1", 1);
+        auto tinyC = makeModel(tinyConfig(), "cuda");
+        auto smallC = makeModel(smallConfig(), "cuda");
+        unsetenv("CASSPEC_CUDA_NORM_CARRY");
+        tinyC->fillDummy(5);
+        smallC->fillDummy(9);
+        invariance("tiny bf16 [norm carried]", *tinyC, 37, 1);
+        invariance("pycode-small shape [norm carried]", *smallC, 200, 5);
       }
       linearChecks(false);
       LOG("== checks: %d, failures: %d ==\n", gChecks, gFailures);
@@ -1152,6 +1203,7 @@ int main(int argc, char** argv) {
         if (!big) extra.push_back(tag + variant(cfg, wdt, "CASSPEC_CUDA_KV", "half", {1, 32}));
         extra.push_back(tag + variant(cfg, wdt, "CASSPEC_CUDA_ATTN_TAIL", "0", {8, 32, 64}));
         extra.push_back(tag + variant(cfg, wdt, "CASSPEC_CUDA_ATTN_TAIL", "1", {8, 32, 64}));
+        for (const char* v : {"0", "1"}) extra.push_back(tag + variant(cfg, wdt, "CASSPEC_CUDA_NORM_CARRY", v, {1, 8, 32}));
         for (const char* v : {"16", "128"}) extra.push_back(tag + variant(cfg, wdt, "CASSPEC_CUDA_ATTN_SPLIT", v, {16, 32, 64}));
         for (const char* v : {"1", "4"}) extra.push_back(tag + variant(cfg, wdt, "CASSPEC_CUDA_ATTN_WAVES", v, {16, 32, 64}));
         for (size_t i = firstAblation; i < extra.size(); ++i) LOG("  %s\n", extra[i].c_str());
