@@ -916,16 +916,22 @@ __global__ void __launch_bounds__(kAttnWarps * 32, kAttnBlocksPerSm) attnKernel(
   const int32_t* ancOff = P.ancOffsets();
   const int32_t* ancTail = P.ancTail();
   const int32_t* tailSlots = P.tailSlots();
-  const int nStage0 = min(max(staged - c0 * CH, 0), CH);
-  if (c0 >= 0 && tailCount > 0 && tailCount <= a.tailRows && nStage0 < CH && c0 * CH + nStage0 < P.maxKeys() &&
-      n + 1 + ancOff[n] + tailCount <= a.listInts) {
-    int32_t* sl = reinterpret_cast<int32_t*>(reinterpret_cast<char*>(sm) + Cfg::smemBytes(KV32, a.tailRows, WIDE));
+  // Chunk c has keys past the staged ones, served by the staged tree tail (the host listed at most
+  // a.tailRows slots; else they are read from global memory).
+  auto hasTail = [&](int c) {
+    const int nStage = min(max(staged - c * CH, 0), CH);
+    return tailCount > 0 && tailCount <= a.tailRows && nStage < CH && c * CH + nStage < P.maxKeys();
+  };
+  if (c0 >= 0 && hasTail(c0)) {
     const int nAnc = ancOff[n];
-    for (int i = threadIdx.x; i <= n; i += blockDim.x) sl[i] = ancOff[i];
-    for (int i = threadIdx.x; i < nAnc; i += blockDim.x) sl[n + 1 + i] = ancTail[i];
-    for (int i = threadIdx.x; i < tailCount; i += blockDim.x) sl[n + 1 + nAnc + i] = tailSlots[i];
-    ancOff = sl, ancTail = sl + n + 1, tailSlots = sl + n + 1 + nAnc;
-    __syncthreads();  // the tail staging below reads the slots list
+    if (n + 1 + nAnc + tailCount <= a.listInts) {
+      int32_t* sl = reinterpret_cast<int32_t*>(reinterpret_cast<char*>(sm) + Cfg::smemBytes(KV32, a.tailRows, WIDE));
+      for (int i = threadIdx.x; i <= n; i += blockDim.x) sl[i] = ancOff[i];
+      for (int i = threadIdx.x; i < nAnc; i += blockDim.x) sl[n + 1 + i] = ancTail[i];
+      for (int i = threadIdx.x; i < tailCount; i += blockDim.x) sl[n + 1 + nAnc + i] = tailSlots[i];
+      ancOff = sl, ancTail = sl + n + 1, tailSlots = sl + n + 1 + nAnc;
+      __syncthreads();  // the tail staging below reads the slots list
+    }
   }
   gridDepWait();
   gridDepLaunch();
@@ -939,9 +945,8 @@ __global__ void __launch_bounds__(kAttnWarps * 32, kAttnBlocksPerSm) attnKernel(
       preRows = 0;
     }
     stageRows<H, KV32, D>(a, g, preRows, nStage, nullptr, j0, Ks, Vs, Ksl, Vsl);
-    // Keys past the staged ones are looked up per token: from the staged tree tail when the host
-    // listed it (at most a.tailRows distinct slots), else from global memory.
-    const bool useTail = tailCount > 0 && tailCount <= a.tailRows && nStage < CH && j0 + nStage < P.maxKeys();
+    // Keys past the staged ones are looked up per token: from the staged tree tail, or global memory.
+    const bool useTail = hasTail(c);
     if (useTail) stageRows<H, KV32, D>(a, g, 0, tailCount, tailSlots, 0, Kt, Kt + tailArray, Kt + 2 * tailArray, Kt + 3 * tailArray);
     if constexpr (!KV32) cpAsyncWaitAll();
     __syncthreads();
