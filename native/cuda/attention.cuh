@@ -51,9 +51,11 @@ __host__ __device__ inline int attnListInts(int maxTokens, int tailRows) {
 // gridX chunk blocks of kvHeads heads: the decode path (4 warps on 16 rows) with one block per row
 // group, while rows <= maxRows and the blocks fit maxWaves waves (kAttnBlocksPerSm resident per SM
 // on waveSms SMs); 0 = the wide path (one warp per row group). Measured on the H200 against the
-// wide path (bench/RESULTS.md, eighth session): pycode-small (2 kv heads) n = 16 / 32 / 64 5% / 7%
-// / 24% faster; the 7B shape (32 kv heads) n = 32 2.6% faster in two waves, n = 64 8% slower in four.
-// The grid runs chunks from the last (attnKernel), so the tail chunk's blocks are in the first wave.
+// wide path (bench/RESULTS.md, eighth session): pycode-small (2 kv heads: 20 chunk blocks at cache
+// 512) n = 16 / 32 / 64 5% / 7% / 24% faster in one wave; the 7B shape (32 kv heads), whose chunk
+// blocks already fill the GPU, 1.2% slower at n = 32 in two waves (in the last runs; earlier
+// ones had it 2.5% faster) and 6% at n = 64 in four. The grid runs chunks from the last
+// (attnKernel), so a tree's tail chunk, the longest block, starts in the first wave.
 constexpr int kAttnBlocksPerSm = 3;
 __host__ __device__ inline int attnRowBlocks(int rows, int gridX, int kvHeads, int waveSms, int maxRows, int maxWaves) {
   const int blocks = (rows + 15) / 16;

@@ -90,17 +90,7 @@ float CudaContext::lastDeviceMs() {
   return ms;
 }
 
-// The attention launch's row blocks (0: the wide path). A tree's tail chunk is the longest block,
-// so trees take row blocks up to two waves (it then runs first, and alone); a chain's chunks are
-// all alike and run best in one wave (bench/RESULTS.md, eighth session: 7B chain of 32 5.07 ms wide
-// against 5.23 in two waves of row blocks; tree of 32 5.20 against 5.33).
-int CudaContext::attnRowBlocksFor(int maxTokens, int gridX, bool tree) const {
-  const ModelConfig& c = be_.config();
-  return attnRowBlocks(maxTokens * (c.heads / c.kvHeads), gridX, c.kvHeads, kWaveSms, be_.tuning().attnSplitRows,
-                       tree ? be_.tuning().attnWaves : 1);
-}
-
-void CudaContext::enqueue(int maxTokens, const uint8_t* skip, int quant, bool withHead, int attnGridX, bool tree) {
+void CudaContext::enqueue(int maxTokens, const uint8_t* skip, int quant, bool withHead, int attnGridX) {
   const ModelConfig& c = be_.config();
   const bool bf16 = be_.bf16(), pdl = be_.tuning().pdl, early = be_.tuning().pdlEarly;
   cudaStream_t s = stream_;
@@ -252,7 +242,8 @@ void CudaContext::enqueue(int maxTokens, const uint8_t* skip, int quant, bool wi
       at.maxChunks = maxChunks_;
       at.outPacked = sc.aPack.get();
       at.outKT = tilesOf(c.qDim());
-      const int rowBlocks = attnRowBlocksFor(maxTokens, attnGridX, tree);
+      const int rowBlocks = attnRowBlocks(maxTokens * (c.heads / c.kvHeads), attnGridX, c.kvHeads, kWaveSms,
+                                          be_.tuning().attnSplitRows, be_.tuning().attnWaves);
       at.wide = rowBlocks == 0;
       at.rowBlocks = at.wide ? 1 : rowBlocks;
       at.tailRows = tailRowsFor(maxTokens);
@@ -320,11 +311,10 @@ void CudaContext::enqueue(int maxTokens, const uint8_t* skip, int quant, bool wi
   }
 }
 
-cudaGraphExec_t CudaContext::graphFor(int bucket, const uint8_t* skip, int quant, bool tree) {
+cudaGraphExec_t CudaContext::graphFor(int bucket, const uint8_t* skip, int quant) {
   const int nSkip = 2 * be_.config().layers;
   const int gridX = maxChunks_;  // one block per chunk of the longest possible key list; unused ones exit
-  tree = tree && attnRowBlocksFor(bucket, gridX, true) != attnRowBlocksFor(bucket, gridX, false);  // else one graph
-  std::string key = std::to_string(bucket) + ":" + std::to_string(quant) + (tree ? "t:" : ":");
+  std::string key = std::to_string(bucket) + ":" + std::to_string(quant) + ":";
   key.append(reinterpret_cast<const char*>(skip), nSkip);
   for (CachedGraph& g : graphs_)
     if (g.key == key) {
@@ -333,7 +323,7 @@ cudaGraphExec_t CudaContext::graphFor(int bucket, const uint8_t* skip, int quant
     }
   CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
   try {
-    enqueue(bucket, skip, quant, true, gridX, tree);
+    enqueue(bucket, skip, quant, true, gridX);
   } catch (...) {
     cudaGraph_t g = nullptr;
     cudaStreamEndCapture(stream_, &g);
@@ -438,15 +428,14 @@ void CudaContext::runPiece(const Batch& b, const Piece& p, ForwardResult& out, b
     params_.allocate(words * 4 * 2, "forward parameters");
   }
 
-  const bool tree = h[kP_stagedKeys] < h[kP_maxKeys];  // some token's keys are not in their own slots
   if (p.s0 == 0) CUDA_CHECK(cudaEventRecord(start_, stream_));  // lastDeviceMs spans every piece
   CUDA_CHECK(cudaMemcpyAsync(params_.get(), h, words * 4, cudaMemcpyHostToDevice, stream_));
   if (replay) {
-    const cudaGraphExec_t exec = graphFor(bucketOf(n), b.skip, b.quant, tree);
+    const cudaGraphExec_t exec = graphFor(bucketOf(n), b.skip, b.quant);
     CUDA_CHECK(cudaGraphLaunch(exec, stream_));
   } else {
     const int gridX = std::max(1, (b.committed + maxAnc + kAttnChunk - 1) / kAttnChunk);
-    enqueue(n, b.skip, b.quant, nOut > 0, gridX, tree);
+    enqueue(n, b.skip, b.quant, nOut > 0, gridX);
   }
   const size_t headWords = (size_t)nOut * (1 + 2 * b.topk);
   const size_t resWords = headWords + (b.wantLogits ? (size_t)nOut * c.vocab : 0);

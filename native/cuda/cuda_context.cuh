@@ -55,11 +55,8 @@ class CudaContext : public BackendContext {
   void runPiece(const Batch& b, const Piece& p, ForwardResult& out, bool graph);
   int tailRowsFor(int maxTokens) const { return be_.tuning().attnTail ? attnTailRows(maxTokens) : 0; }
   int listTail(const Batch& b, const Piece& p, int stagedKeys, int maxRows, int32_t* ancTail, int32_t* slots);
-  // tree: the batch has keys looked up per token (a tree tail), which favours more attention
-  // blocks (attnRowBlocksFor); the same bits either way.
-  void enqueue(int maxTokens, const uint8_t* skip, int quant, bool withHead, int attnGridX, bool tree);
-  cudaGraphExec_t graphFor(int bucket, const uint8_t* skip, int quant, bool tree);
-  int attnRowBlocksFor(int maxTokens, int gridX, bool tree) const;
+  void enqueue(int maxTokens, const uint8_t* skip, int quant, bool withHead, int attnGridX);
+  cudaGraphExec_t graphFor(int bucket, const uint8_t* skip, int quant);
 
   CudaBackend& be_;
   int capacity_;

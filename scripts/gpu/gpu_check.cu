@@ -1205,7 +1205,7 @@ int main(int argc, char** argv) {
         extra.push_back(tag + variant(cfg, wdt, "CASSPEC_CUDA_ATTN_TAIL", "1", {8, 32, 64}));
         for (const char* v : {"0", "1"}) extra.push_back(tag + variant(cfg, wdt, "CASSPEC_CUDA_NORM_CARRY", v, {1, 8, 32}));
         for (const char* v : {"16", "128"}) extra.push_back(tag + variant(cfg, wdt, "CASSPEC_CUDA_ATTN_SPLIT", v, {16, 32, 64}));
-        for (const char* v : {"1", "4"}) extra.push_back(tag + variant(cfg, wdt, "CASSPEC_CUDA_ATTN_WAVES", v, {16, 32, 64}));
+        for (const char* v : {"2", "4"}) extra.push_back(tag + variant(cfg, wdt, "CASSPEC_CUDA_ATTN_WAVES", v, {16, 32, 64}));
         for (size_t i = firstAblation; i < extra.size(); ++i) LOG("  %s\n", extra[i].c_str());
       }
       LOG("\n| model | ctx | n | device ms | host ms | floor ms | floor/device | vs n=1 |\n|---|---|---|---|---|---|---|---|\n");
