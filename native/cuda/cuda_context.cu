@@ -313,7 +313,6 @@ void CudaContext::enqueue(int maxTokens, const uint8_t* skip, int quant, bool wi
 
 cudaGraphExec_t CudaContext::graphFor(int bucket, const uint8_t* skip, int quant) {
   const int nSkip = 2 * be_.config().layers;
-  const int gridX = maxChunks_;  // one block per chunk of the longest possible key list; unused ones exit
   std::string key = std::to_string(bucket) + ":" + std::to_string(quant) + ":";
   key.append(reinterpret_cast<const char*>(skip), nSkip);
   for (CachedGraph& g : graphs_)
@@ -321,6 +320,7 @@ cudaGraphExec_t CudaContext::graphFor(int bucket, const uint8_t* skip, int quant
       g.lastUse = ++useClock_;
       return g.exec;
     }
+  const int gridX = maxChunks_;  // one block per chunk of the longest possible key list; unused ones exit
   CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
   try {
     enqueue(bucket, skip, quant, true, gridX);

@@ -1085,6 +1085,7 @@ int main(int argc, char** argv) {
         auto longRow = makeModel(longRowConfig(), "cuda");
         longRow->fillDummy(15);
         invariance("hidden 2048 [norm carried]", *longRow, 37, 9);
+        longForward("hidden 2048 [norm carried]", *longRow, 300);  // prefill pieces of up to 256 tokens
         longRow.reset();
         setenv("CASSPEC_CUDA_NORM_CARRY", "1", 1);
         auto tinyC = makeModel(tinyConfig(), "cuda");
