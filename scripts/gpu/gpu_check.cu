@@ -29,12 +29,14 @@
 #include <cstring>
 #include <fstream>
 #include <functional>
+#include <initializer_list>
 #include <map>
 #include <memory>
 #include <random>
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "../../native/cpu/convert.h"
@@ -128,6 +130,17 @@ static std::shared_ptr<Model> makeModel(const ModelConfig& c, const char* kind, 
   o.kind = kind;
   o.weightDType = wdt;
   return std::make_shared<Model>(c, o);
+}
+
+// A CUDA model built under environment overrides (the backend reads its knobs when constructed),
+// with the backend's own dummy weights.
+static std::shared_ptr<Model> dummyCuda(const ModelConfig& c, uint64_t seed, DType wdt = DType::BF16,
+                                        std::initializer_list<std::pair<const char*, const char*>> env = {}) {
+  for (const auto& [k, v] : env) setenv(k, v, 1);
+  auto m = makeModel(c, "cuda", wdt);
+  for (const auto& [k, v] : env) unsetenv(k);
+  m->fillDummy(seed);
+  return m;
 }
 
 enum class DummyUpload { Fill, BF16, F32 };
@@ -656,10 +669,7 @@ static std::vector<ReadShape> readShapes7b() {
 // A fresh model built with an environment override (read by the backend constructor), timed at
 // ctx 512 for the given batch sizes.
 static std::string variant(const ModelConfig& cfg, DType wdt, const char* env, const char* value, std::vector<int> ns) {
-  setenv(env, value, 1);
-  auto m = makeModel(cfg, "cuda", wdt);
-  unsetenv(env);
-  m->fillDummy(1);
+  auto m = dummyCuda(cfg, 1, wdt, {{env, value}});
   auto bctx = m->backend().newContext(512 + 64 + 16);
   auto* cctx = dynamic_cast<cuda::CudaContext*>(bctx.get());
   std::mt19937 rng(42);
@@ -1044,56 +1054,41 @@ int main(int argc, char** argv) {
         invariance("pycode-small shape", *small, 37, 4);
         invariance("pycode-small shape", *small, 200, 5);
         longForward("pycode-small shape", *small, 300);
-        setenv("CASSPEC_CUDA_KV", "half", 1);  // the large-model KV path on a small model
-        auto smallH = makeModel(smallConfig(), "cuda");
-        unsetenv("CASSPEC_CUDA_KV");
-        smallH->fillDummy(9);
+        auto smallH = dummyCuda(smallConfig(), 9, DType::BF16, {{"CASSPEC_CUDA_KV", "half"}});  // the large-model KV path
         LOG("  (KV forced to bf16: %s)\n", smallH->backend().deviceInfo().c_str());
         invariance("pycode-small shape, bf16 KV", *smallH, 130, 6);
         longForward("pycode-small shape, bf16 KV", *smallH, 600);
-        setenv("CASSPEC_CUDA_ATTN_TAIL", "0", 1);  // tree tails from global memory: the same bits
-        auto smallG = makeModel(smallConfig(), "cuda");
-        auto smallGH = (setenv("CASSPEC_CUDA_KV", "half", 1), makeModel(smallConfig(), "cuda"));
-        unsetenv("CASSPEC_CUDA_KV");
-        unsetenv("CASSPEC_CUDA_ATTN_TAIL");
-        smallG->fillDummy(9);
-        smallGH->fillDummy(9);
+        smallH.reset();
+        // Tree tails from global memory: the same bits.
+        auto smallG = dummyCuda(smallConfig(), 9, DType::BF16, {{"CASSPEC_CUDA_ATTN_TAIL", "0"}});
         invariance("pycode-small shape [tail global]", *smallG, 37, 4);
+        smallG.reset();
+        auto smallGH = dummyCuda(smallConfig(), 9, DType::BF16, {{"CASSPEC_CUDA_ATTN_TAIL", "0"}, {"CASSPEC_CUDA_KV", "half"}});
         invariance("pycode-small bf16 KV [tail global]", *smallGH, 130, 6);
-        setenv("CASSPEC_CUDA_KV", "half", 1);  // the 7B shape's attention: head_dim 128, MHA, f16 KV
-        auto h128 = makeModel(head128Config(), "cuda", DType::F16);
-        unsetenv("CASSPEC_CUDA_KV");
-        h128->fillDummy(13);
+        smallGH.reset();
+        // The 7B shape's attention: head_dim 128, MHA, f16 KV.
+        auto h128 = dummyCuda(head128Config(), 13, DType::F16, {{"CASSPEC_CUDA_KV", "half"}});
         invariance("head_dim 128 f16, f16 KV", *h128, 37, 7);
         invariance("head_dim 128 f16, f16 KV", *h128, 500, 8);
         h128.reset();
         // The wide attention path (one warp per 16 query rows) from 17 rows on, as prefill runs it:
         // the same bits as the decode path's row blocks.
-        setenv("CASSPEC_CUDA_ATTN_SPLIT", "16", 1);
-        auto smallW = makeModel(smallConfig(), "cuda");
-        auto h128W = (setenv("CASSPEC_CUDA_KV", "half", 1), makeModel(head128Config(), "cuda", DType::F16));
-        unsetenv("CASSPEC_CUDA_KV");
-        unsetenv("CASSPEC_CUDA_ATTN_SPLIT");
-        smallW->fillDummy(9);
-        h128W->fillDummy(13);
+        auto smallW = dummyCuda(smallConfig(), 9, DType::BF16, {{"CASSPEC_CUDA_ATTN_SPLIT", "16"}});
         invariance("pycode-small shape [wide from 17 rows]", *smallW, 37, 4);
-        invariance("head_dim 128 f16, f16 KV [wide from 17 rows]", *h128W, 37, 7);
         smallW.reset();
+        auto h128W = dummyCuda(head128Config(), 13, DType::F16, {{"CASSPEC_CUDA_ATTN_SPLIT", "16"}, {"CASSPEC_CUDA_KV", "half"}});
+        invariance("head_dim 128 f16, f16 KV [wide from 17 rows]", *h128W, 37, 7);
         h128W.reset();
         // The norm carried through the residual epilogues: by default from hidden 1024 on, forced
         // on the small shapes (odd sizes included).
-        auto longRow = makeModel(longRowConfig(), "cuda");
-        longRow->fillDummy(15);
+        auto longRow = dummyCuda(longRowConfig(), 15);
         invariance("hidden 2048 [norm carried]", *longRow, 37, 9);
         longForward("hidden 2048 [norm carried]", *longRow, 300);  // prefill pieces of up to 256 tokens
         longRow.reset();
-        setenv("CASSPEC_CUDA_NORM_CARRY", "1", 1);
-        auto tinyC = makeModel(tinyConfig(), "cuda");
-        auto smallC = makeModel(smallConfig(), "cuda");
-        unsetenv("CASSPEC_CUDA_NORM_CARRY");
-        tinyC->fillDummy(5);
-        smallC->fillDummy(9);
+        auto tinyC = dummyCuda(tinyConfig(), 5, DType::BF16, {{"CASSPEC_CUDA_NORM_CARRY", "1"}});
         invariance("tiny bf16 [norm carried]", *tinyC, 37, 1);
+        tinyC.reset();
+        auto smallC = dummyCuda(smallConfig(), 9, DType::BF16, {{"CASSPEC_CUDA_NORM_CARRY", "1"}});
         invariance("pycode-small shape [norm carried]", *smallC, 200, 5);
       }
       linearChecks(false);
