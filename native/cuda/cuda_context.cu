@@ -134,13 +134,14 @@ void CudaContext::enqueue(int maxTokens, const uint8_t* skip, int quant, bool wi
   const int ldPart = normParts(be_.layer(0).o.MT);
   bool carried = false;  // the last residual projection wrote the next norm's input
   auto normInput = [&](LinArgs& a, const float* normW, bool rowsAreOut) {
+    float* rOut = rowsAreOut ? nullptr : sc.normR.get<float>();  // a NormOut downstream scales by it
     if (carried) {
       carried = false;
       a.bPacked = sc.xPack.get();
-      a.normIn = NormIn{sc.normPart.get<float>(), sc.normScale.get<float>(), sc.normR.get<float>(), ldPart, H, c.rmsEps};
+      a.normIn = NormIn{sc.normPart.get<float>(), sc.normScale.get<float>(), ldPart, H, c.rmsEps};
+      a.rOut = rOut;
       return;
     }
-    float* rOut = rowsAreOut ? nullptr : sc.normR.get<float>();  // a NormOut downstream scales by it
     if (ntb == 1 && H <= 1024) {
       a.normB = true;
       a.x = sc.x.get<float>();

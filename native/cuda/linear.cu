@@ -366,7 +366,7 @@ __global__ void __launch_bounds__(kLinThreads, LinCfg<NTB, DEEP>::kMinBlocks) li
         const float r = 1.0f / sqrtf(q[k] / (float)ni.H + ni.eps);
         if (t < count && lane == 0) {
           normC[warp + 8 * k] = __fmul_rn(r, sInv[k]);
-          if (rb == 0 && s == 0) ni.rOut[t] = r;
+          if (a.rOut && rb == 0 && s == 0) a.rOut[t] = r;
         }
       }
     }

@@ -67,7 +67,7 @@ struct NormOut {               // Residual epilogue, when the next sub-layer is 
   const float* w = nullptr;    // its norm weight; null: a plain residual add
   void* packed = nullptr;      // its B operand (packedB, KT k-tiles): w * x * s
   int KT = 0;
-  const float* rPrev = nullptr;  // per token: the last norm's 1/rms (NormIn::rOut, or the norm kernel's)
+  const float* rPrev = nullptr;  // per token: the last norm's 1/rms (LinArgs::rOut, or the norm kernel's)
   float* part = nullptr;         // per token: ldPart sums of squares, one per row-tile pair
   float* scale = nullptr;        // per token: s
   int ldPart = 0;
@@ -75,7 +75,6 @@ struct NormOut {               // Residual epilogue, when the next sub-layer is 
 struct NormIn {                // a qkv or gate/up whose B came from a NormOut
   const float* part = nullptr;  // null: B is already normalised
   const float* scale = nullptr;
-  float* rOut = nullptr;  // per token: this norm's 1/rms, for the next NormOut
   int ldPart = 0, H = 0;
   float eps = 0.f;
 };
@@ -99,7 +98,7 @@ struct LinArgs {
   float* resid = nullptr;          // Residual: x [tokens][M] (+=)
   NormOut normOut{};               // Residual: the next sub-layer's normalised input, carried
   NormIn normIn{};                 // Qkv, SwiGlu: input carried from a NormOut
-  float* rOut = nullptr;           // normB: the tokens' 1/rms, for the next NormOut
+  float* rOut = nullptr;           // normB, NormIn: the tokens' 1/rms, for the next NormOut (null: unused)
   void* hPacked = nullptr;         // SwiGlu: packed down-projection input, KT = hKT
   int hKT = 0;
   float* result = nullptr;  // Logits: result block base (params give the offsets)
