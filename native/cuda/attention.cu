@@ -871,7 +871,7 @@ __device__ __forceinline__ void attendChunk(const AttnArgs& a, const KeyView kv,
   if constexpr (WIDE) {  // several row groups: one warp each
     for (int rg = threadIdx.x >> 5; rg * 16 < n * group; rg += kAttnWarps)
       attendRowsWide<H, KV32, D>(a, kv, src, n, group, rg, c, nStage, Ks, Vs, Ksl, Vsl);
-  } else {  // decode: all 4 warps on one row group; the grid's z blocks take turns
+  } else {  // decode: all 4 warps on one row group; the grid's y blocks take turns
     for (int rg = blockIdx.y; rg * 16 < n * group; rg += gridDim.y)
       attendGroup<H, KV32, D>(a, kv, src, n, group, rg, c, nStage, Ks, Vs, Ksl, Vsl, red, obuf);
   }

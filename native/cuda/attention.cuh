@@ -80,13 +80,13 @@ struct AttnArgs {
   int tailRows = 0;  // attnTailRows of the launch: shared-memory rows for the tree tail
   int listInts = 0;  // attnListInts of the launch
   // Execution strategy, same bits either way: wide (one warp per 16-row group), or decode (the
-  // block's 4 warps split each chunk's keys) with rowBlocks blocks along the query rows (grid z),
-  // block z taking row groups z, z + rowBlocks, ... (attnRowBlocks).
+  // block's 4 warps split each chunk's keys) with rowBlocks blocks along the query rows (grid y),
+  // block y taking row groups y, y + rowBlocks, ... (attnRowBlocks).
   bool wide = false;
   int rowBlocks = 1;
 };
 
-// gridX: blocks along chunks (each loops over chunks c = blockIdx.x + i * gridX).
+// gridX: blocks along chunks (grid z; block z takes chunks nChunks - 1 - z - i * gridX, the last first).
 void launchAttention(const AttnArgs& a, int gridX, bool bf16, bool pdl, cudaStream_t stream);
 // Combines chunk partials of tokens whose key list spans more than one chunk; maxTokens: grid size.
 // releaseFirst: release the next kernel before waiting for the attention kernel (gridDepSync).
