@@ -104,8 +104,8 @@ CudaBackend::CudaBackend(const ModelConfig& c, const BackendOptions& o) : c_(c) 
   splitsDown = linearSplits(l0.down.MT, l0.down.KT);
   splitsLm = linearSplits(lmHead().MT, lmHead().KT);
   // Carried where rows are long (measured on the H200, bench/RESULTS.md, eighth session: the 7B
-  // shape 2.6% faster at n = 1 and 32; pycode-small, hidden 256, whose residual kernels have 8-16
-  // blocks to do the extra epilogue work, 1-7% slower from n = 8 on).
+  // shape 2.6-3.1% faster at n = 1 and 32; pycode-small, hidden 256, whose residual kernels have
+  // 8-16 blocks to do the extra epilogue work, 1-3% slower at n = 32).
   normCarry_ = tune_.normCarry >= 0 ? tune_.normCarry == 1 : c.hidden > 1024;
   allocateScratch();
   if (quant8_) allocateQuantScratch();
@@ -122,9 +122,11 @@ void CudaBackend::allocateScratch() {
   scratch_.xPack.allocate((size_t)tiles * tilesOf(H) * 512, "packed activations");
   scratch_.aPack.allocate((size_t)tiles * tilesOf(Q) * 512, "packed attention output");
   scratch_.hPack.allocate((size_t)tiles * l.down.KT * 512, "packed mlp activations");
-  scratch_.normPart.allocate((size_t)n * normParts(l.o.MT) * 4, "norm partial sums");
-  scratch_.normScale.allocate((size_t)n * 4, "norm input scales");
-  scratch_.normR.allocate((size_t)n * 4, "norm factors");
+  if (normCarry_) {
+    scratch_.normPart.allocate((size_t)n * normParts(l.o.MT) * 4, "norm partial sums");
+    scratch_.normScale.allocate((size_t)n * 4, "norm input scales");
+    scratch_.normR.allocate((size_t)n * 4, "norm factors");
+  }
   resultWords_ = (int64_t)n * (1 + 2 * kMaxTopK) + (int64_t)n * c_.vocab;
   scratch_.result.allocate((size_t)resultWords_ * 4, "results");
 }

@@ -134,7 +134,7 @@ void CudaContext::enqueue(int maxTokens, const uint8_t* skip, int quant, bool wi
   const int ldPart = normParts(be_.layer(0).o.MT);
   bool carried = false;  // the last residual projection wrote the next norm's input
   auto normInput = [&](LinArgs& a, const float* normW, bool rowsAreOut) {
-    float* rOut = rowsAreOut ? nullptr : sc.normR.get<float>();  // a NormOut downstream scales by it
+    float* rOut = carry && !rowsAreOut ? sc.normR.get<float>() : nullptr;  // a NormOut downstream scales by it
     if (carried) {
       carried = false;
       a.bPacked = sc.xPack.get();
