@@ -12,9 +12,11 @@
 // "forward" is the time of a full-model forward of n tokens (interpolated linearly between the
 // measured n, extrapolated linearly per token above the largest); a skip plan keeping fraction f of
 // the sub-layers costs fixed + (T(n) - fixed) * f; "hop" is added per forward call (the N-API and
-// thread hand-over), "commit" per commit. Default: pycode-small on the H200, 2026-11-30: cas-spec's
-// verification time per step against its mean tree size (bench/raw/gpu-2026-11-30-h200-ablation-120-b.json.gz),
-// less about 0.17 ms of host time; trees cost more than the chains `bench --kernels` times.
+// thread hand-over), "commit" per commit. Default: pycode-small on the H200, eighth session of
+// 2026-11-30: cas-spec's verification time per step against its mean tree size, medians of the 120
+// prompts binned by tree size (bench/raw/gpu-2026-11-30h-h200-final-120.json.gz), less about 0.17
+// ms of host time (plain's 0.570 ms per step against the 0.41 ms forward gpu_check times); n = 64,
+// which no bin reached, is gpu_check's tree of 64 plus the margin trees showed at 31.
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { Model } from '../../dist/index.js';
@@ -37,7 +39,7 @@ const { values: a } = parseArgs({
 
 const costs = a.costs
   ? JSON.parse(readFileSync(a.costs, 'utf8'))
-  : { forward: { 1: 0.51, 4: 0.56, 8: 0.73, 11: 0.86, 16: 1.13, 25: 1.48, 32: 1.65, 64: 2.5 }, fixed: 0.09, hop: 0.04, commit: 0.03 };
+  : { forward: { 1: 0.4, 5: 0.445, 9: 0.475, 12: 0.51, 16: 0.525, 24: 0.57, 31: 0.615, 64: 0.74 }, fixed: 0.09, hop: 0.04, commit: 0.03 };
 const pts = Object.entries(costs.forward)
   .map(([n, ms]) => [Number(n), ms])
   .sort((x, y) => x[0] - y[0]);
