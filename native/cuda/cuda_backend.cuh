@@ -23,8 +23,8 @@ struct Tuning {
   int kv = 0;          // CASSPEC_CUDA_KV=f32|half: force the KV cache type (0 = by model size)
   bool attnTail = true;   // CASSPEC_CUDA_ATTN_TAIL=0: tree tails read K/V from global memory (same bits)
   int normCarry = -1;  // CASSPEC_CUDA_NORM_CARRY=0|1: force the norm carried or not (other bits); -1 = by hidden size
-  int attnWaves = 1;  // CASSPEC_CUDA_ATTN_WAVES=W: ... while its blocks fit W waves
   int attnSplitRows = 128;  // CASSPEC_CUDA_ATTN_SPLIT=R: up to R query rows may run the decode path, a block per 16 (same bits)
+  int attnWaves = 1;        // CASSPEC_CUDA_ATTN_WAVES=W: ... while its blocks fit W waves
   static Tuning fromEnv();
 };
 

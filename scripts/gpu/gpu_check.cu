@@ -132,13 +132,17 @@ static std::shared_ptr<Model> makeModel(const ModelConfig& c, const char* kind, 
   return std::make_shared<Model>(c, o);
 }
 
-// A CUDA model built under environment overrides (the backend reads its knobs when constructed),
-// with the backend's own dummy weights.
-static std::shared_ptr<Model> dummyCuda(const ModelConfig& c, uint64_t seed, DType wdt = DType::BF16,
-                                        std::initializer_list<std::pair<const char*, const char*>> env = {}) {
+// A CUDA model built under environment overrides (the backend reads its knobs when constructed).
+using EnvOverrides = std::initializer_list<std::pair<const char*, const char*>>;
+static std::shared_ptr<Model> cudaModelWith(const ModelConfig& c, DType wdt, EnvOverrides env) {
   for (const auto& [k, v] : env) setenv(k, v, 1);
   auto m = makeModel(c, "cuda", wdt);
   for (const auto& [k, v] : env) unsetenv(k);
+  return m;
+}
+// The same, with the backend's own dummy weights.
+static std::shared_ptr<Model> dummyCuda(const ModelConfig& c, uint64_t seed, DType wdt = DType::BF16, EnvOverrides env = {}) {
+  auto m = cudaModelWith(c, wdt, env);
   m->fillDummy(seed);
   return m;
 }
@@ -986,9 +990,7 @@ int main(int argc, char** argv) {
       // 1024 on), forced on the small shapes: other numerics, the same tolerance.
       if (!quick) {
         const ModelConfig cfg = smallConfig();
-        setenv("CASSPEC_CUDA_NORM_CARRY", "1", 1);
-        auto gpu = makeModel(cfg, "cuda");
-        unsetenv("CASSPEC_CUDA_NORM_CARRY");
+        auto gpu = cudaModelWith(cfg, DType::BF16, {{"CASSPEC_CUDA_NORM_CARRY", "1"}});
         auto cpu = makeModel(cfg, "cpu");
         loadDummy(*gpu, 11, DummyUpload::Fill);
         loadDummy(*cpu, 11, DummyUpload::BF16);
@@ -1018,9 +1020,8 @@ int main(int argc, char** argv) {
           LOG(" %s: not found under %s (skipped)\n", rmName, models.c_str());
           continue;
         }
-        if (carried) setenv("CASSPEC_CUDA_NORM_CARRY", "1", 1);
-        auto gpu = makeModel(rm.cfg, "cuda"), cpu = makeModel(rm.cfg, "cpu");
-        unsetenv("CASSPEC_CUDA_NORM_CARRY");
+        auto gpu = carried ? cudaModelWith(rm.cfg, DType::BF16, {{"CASSPEC_CUDA_NORM_CARRY", "1"}}) : makeModel(rm.cfg, "cuda");
+        auto cpu = makeModel(rm.cfg, "cpu");
         loadReal(*gpu, rm);
         loadReal(*cpu, rm);
         bool f32 = false;
