@@ -33,6 +33,9 @@ constexpr int CH = kAttnChunk;
 // then (reused) the tile's rows per token [16][16].
 __host__ __device__ constexpr int attnWarpScratch(int tailRows) { return 16 * tailRows > 256 ? 16 * tailRows : 256; }
 
+// The wide path's pair exchange (attendRowsWide<PAIR>): row maxima per warp, l0 + l1 per pair.
+constexpr int kAttnPairFloats = 4 * 16 + 2 * 32;
+
 template <int D> struct AttnCfg {
   static constexpr int LD = D + 8;  // padded shared-memory row (halves): conflict-free ldmatrix
   static constexpr int kArray = CH * LD;
@@ -48,7 +51,7 @@ template <int D> struct AttnCfg {
   // per SM at n = 32 on head_dim 128: a second wave of blocks doubles the kernel's time.
   static constexpr int smemBytes(bool kv32, int tailRows, bool wide) {
     const int decode = (2 * 4 * 16 + 16 + decodeTailFloats(tailRows)) * 4;
-    const int scratch = kAttnWarps * attnWarpScratch(tailRows) * 4;
+    const int scratch = (kAttnWarps * attnWarpScratch(tailRows) + kAttnPairFloats) * 4;
     return (kv32 ? 4 : 2) * (kArray + tailRows * LD) * 2 + (wide ? scratch : decode);
   }
 };
@@ -254,9 +257,15 @@ __device__ __forceinline__ void pvPair(const uint16_t* V, const uint16_t* Vl, in
 // several row groups (wide batches), so warps work on different row groups in parallel. Every
 // per-element operation sequence matches attendGroup's (S chains; l and O as 4 partials of 16
 // keys folded in order), so a token's results do not depend on which of the two ran.
-template <class H, bool KV32, int D, class Src>
+// PAIR (two row groups, 17-32 rows): the warp pair 2 rg, 2 rg + 1 shares row group rg, warp `half`
+// taking keys 32 half.. (key blocks 4 half.., tiles 2 half, 2 half + 1), so all 4 warps work. The
+// pair splits a tree tail's S rows (a pair barrier), meets at the row max (a block barrier, after
+// which no warp reads the staged K), and half 0 leaves O0 + O1 (over the staged K) and l0 + l1
+// (pairX) for half 1, which adds them in the fold's order, O = ((O0 + O1) + O2) + O3, and writes
+// the rows. The 7B shape's tree of 32: 1.6% faster at cache 512, 4.3% at 2048 (bench/RESULTS.md).
+template <class H, bool KV32, int D, bool PAIR, class Src>
 __device__ void attendRowsWide(const AttnArgs& a, const KeyView kv, const Src& src, int n, int group, int rg, int c, int nStage,
-                               const uint16_t* Ks, const uint16_t* Vs, const uint16_t* Ksl, const uint16_t* Vsl) {
+                               const uint16_t* Ks, const uint16_t* Vs, const uint16_t* Ksl, const uint16_t* Vsl, float* pairX) {
   using Cfg = AttnCfg<D>;
   const int lane = threadIdx.x & 31, gq = lane >> 2, tq = lane & 3;
   const int g = blockIdx.x;  // kv head
@@ -270,37 +279,45 @@ __device__ void attendRowsWide(const AttnArgs& a, const KeyView kv, const Src& s
 #pragma unroll
   for (int m = 16; m >= 1; m >>= 1) Lg = max(Lg, __shfl_xor_sync(0xffffffffu, Lg, m));
   const int j0 = c * CH;
-  if (Lg <= j0) return;
+  if (!PAIR && Lg <= j0) return;  // (a pair runs on with everything masked: it must meet its partner)
+  const int half = PAIR ? (threadIdx.x >> 5) & 1 : 0;
+  auto mine = [&](int kb) { return !PAIR || kb / 4 == half; };  // this warp's key blocks
 
   const float* qA = okA ? a.q + ((size_t)tA * a.heads + hA) * D : nullptr;
   const float* qB = okB ? a.q + ((size_t)tB * a.heads + hB) * D : nullptr;
   const int tokFirst = (rg * 16) / group, tokLast = (min(rows, rg * 16 + 16) - 1) / group;
   const int nFull = nStage / 8;
 
-  float s[8][4];
+  // S of this warp's key blocks kb0 + kl (a pair's half keeps only its own 4 in registers).
+  constexpr int NKB = PAIR ? 4 : 8;
+  const int kb0 = 4 * half;
+  float s[NKB][4];
 #pragma unroll
-  for (int kb = 0; kb < 8; ++kb) s[kb][0] = s[kb][1] = s[kb][2] = s[kb][3] = 0.f;
-  if (nFull > 0) {
+  for (int kl = 0; kl < NKB; ++kl) s[kl][0] = s[kl][1] = s[kl][2] = s[kl][3] = 0.f;
+  if (nFull > kb0) {
 #pragma unroll
     for (int dt = 0; dt < D / 16; dt += 2) {
       uint32_t qh0[4], ql0[4], qh1[4], ql1[4];
       loadQ<H>(qA, qB, dt, tq, qh0, ql0);
       loadQ<H>(qA, qB, dt + 1, tq, qh1, ql1);
 #pragma unroll
-      for (int kb = 0; kb < 8; ++kb) {
+      for (int kl = 0; kl < NKB; ++kl) {
+        const int kb = kb0 + kl;
         if (kb < nFull) {
           const int off = (kb * 8 + (lane & 7)) * Cfg::LD + dt * 16 + (lane >> 3) * 8;
-          sPair<H, KV32>(Ks, Ksl, off, qh0, ql0, qh1, ql1, s[kb]);
+          sPair<H, KV32>(Ks, Ksl, off, qh0, ql0, qh1, ql1, s[kl]);
         }
       }
     }
   }
   if constexpr (IsTail<Src>::value) {
     // Tree tail: S of the 16 rows against every staged tail row, with the staged keys' mma
-    // sequence (so each element has their bits), then each row takes its own keys' columns.
-    float* st = src.scratch + (threadIdx.x >> 5) * attnWarpScratch(src.rows);  // [16 rows][src.rows]
-    if (nFull < 8 && j0 + nFull * 8 < Lg) {
-      for (int ub = 0; ub * 8 < src.count; ++ub) {
+    // sequence (so each element has their bits), then each row takes its own keys' columns. A
+    // pair splits the tail rows and shares the first warp's scratch.
+    const int sw = PAIR ? (threadIdx.x >> 5) & ~1 : threadIdx.x >> 5;
+    float* st = src.scratch + sw * attnWarpScratch(src.rows);  // [16 rows][src.rows]
+    if (nFull < 8 && j0 + nFull * 8 < Lg) {  // the same for both warps of a pair
+      for (int ub = half; ub * 8 < src.count; ub += PAIR ? 2 : 1) {
         float acc[4] = {0.f, 0.f, 0.f, 0.f};
 #pragma unroll
         for (int dt = 0; dt < D / 16; dt += 2) {
@@ -314,10 +331,14 @@ __device__ void attendRowsWide(const AttnArgs& a, const KeyView kv, const Src& s
         *reinterpret_cast<float2*>(st + gq * src.rows + u) = make_float2(acc[0], acc[1]);
         *reinterpret_cast<float2*>(st + (gq + 8) * src.rows + u) = make_float2(acc[2], acc[3]);
       }
-      __syncwarp();
+      if constexpr (PAIR)
+        asm volatile("bar.sync %0, 64;\n" ::"r"(1 + (threadIdx.x >> 6)) : "memory");
+      else
+        __syncwarp();
       for (int kb = nFull; kb < 8; ++kb) {
         const int jb = j0 + kb * 8;
         if (jb >= Lg) break;
+        if (!mine(kb)) continue;
         float t4[4];
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
@@ -326,15 +347,16 @@ __device__ void attendRowsWide(const AttnArgs& a, const KeyView kv, const Src& s
           t4[e] = u >= 0 ? st[(gq + (e < 2 ? 0 : 8)) * src.rows + u] : 0.f;  // past the list: masked below
         }
 #pragma unroll
-        for (int i = 0; i < 8; ++i)
-          if (i == kb) s[i][0] = t4[0], s[i][1] = t4[1], s[i][2] = t4[2], s[i][3] = t4[3];
+        for (int i = 0; i < NKB; ++i)
+          if (kb0 + i == kb) s[i][0] = t4[0], s[i][1] = t4[1], s[i][2] = t4[2], s[i][3] = t4[3];
       }
-      __syncwarp();  // the P V lookups below reuse the scratch
+      __syncwarp();  // the P V lookups below reuse the scratch (a pair's partner: after the row-max barrier)
     }
   } else {
     for (int kb = nFull; kb < 8; ++kb) {
       const int jb = j0 + kb * 8;
       if (jb >= Lg) break;
+      if (!mine(kb)) continue;
       int m = -1;
       for (int tt = tokFirst + (lane >> 3); tt <= tokLast; tt += 4) m = mergeSlot(m, kv.slot(tt, jb + (lane & 7)));
       m = mergeSlot(m, __shfl_xor_sync(0xffffffffu, m, 8));
@@ -353,36 +375,47 @@ __device__ void attendRowsWide(const AttnArgs& a, const KeyView kv, const Src& s
         }
       }
 #pragma unroll
-      for (int i = 0; i < 8; ++i)
-        if (i == kb) s[i][0] = t4[0], s[i][1] = t4[1], s[i][2] = t4[2], s[i][3] = t4[3];
+      for (int i = 0; i < NKB; ++i)
+        if (kb0 + i == kb) s[i][0] = t4[0], s[i][1] = t4[1], s[i][2] = t4[2], s[i][3] = t4[3];
     }
   }
 
   float mA = -INFINITY, mB = -INFINITY;
 #pragma unroll
-  for (int kb = 0; kb < 8; ++kb) {
+  for (int kl = 0; kl < NKB; ++kl) {
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
-      const int j = j0 + kb * 8 + 2 * tq + (e & 1);
+      const int j = j0 + (kb0 + kl) * 8 + 2 * tq + (e & 1);
       const bool valid = j < (e < 2 ? LA : LB);
-      s[kb][e] = valid ? s[kb][e] * a.scale : -INFINITY;
+      s[kl][e] = valid ? s[kl][e] * a.scale : -INFINITY;
     }
-    mA = fmaxf(mA, fmaxf(s[kb][0], s[kb][1]));
-    mB = fmaxf(mB, fmaxf(s[kb][2], s[kb][3]));
+    mA = fmaxf(mA, fmaxf(s[kl][0], s[kl][1]));
+    mB = fmaxf(mB, fmaxf(s[kl][2], s[kl][3]));
   }
 #pragma unroll
   for (int x = 1; x <= 2; x <<= 1) {
     mA = fmaxf(mA, __shfl_xor_sync(0xffffffffu, mA, x));
     mB = fmaxf(mB, __shfl_xor_sync(0xffffffffu, mB, x));
   }
+  const int warp = threadIdx.x >> 5;
+  float* exM = pairX;            // [4 warps][16 rows]: row maxima
+  float* exL = pairX + 4 * 16;   // [2 pairs][16 rows]: l0 + l1
+  float* exO = reinterpret_cast<float*>(const_cast<uint16_t*>(Ks)) + (warp >> 1) * 16 * D;  // [16 rows][D]: O0 + O1
+  if constexpr (PAIR) {  // the max is exact in any order
+    if (tq == 0) exM[warp * 16 + gq] = mA, exM[warp * 16 + gq + 8] = mB;
+    __syncthreads();  // also: every warp is done with the staged K, which exO overlays
+    mA = fmaxf(mA, exM[(warp ^ 1) * 16 + gq]);
+    mB = fmaxf(mB, exM[(warp ^ 1) * 16 + gq + 8]);
+  }
   // l: per 16-key quarter w (key blocks 2w, 2w+1) exactly as attendGroup's warp w, then folded.
-  float lA = 0.f, lB = 0.f;
+  // A pair's half 0 folds quarters 0 and 1; half 1 keeps 2 and 3 for after them.
+  float lA = 0.f, lB = 0.f, qA2[2] = {0.f, 0.f}, qB2[2] = {0.f, 0.f};
 #pragma unroll
-  for (int w = 0; w < 4; ++w) {
+  for (int wl = 0; wl < NKB / 2; ++wl) {
     float qa = 0.f, qb = 0.f;
 #pragma unroll
     for (int kbl = 0; kbl < 2; ++kbl) {
-      const int kb = 2 * w + kbl;
+      const int kb = 2 * wl + kbl;  // local
       s[kb][0] = mA == -INFINITY ? 0.f : expf(s[kb][0] - mA);
       s[kb][1] = mA == -INFINITY ? 0.f : expf(s[kb][1] - mA);
       s[kb][2] = mB == -INFINITY ? 0.f : expf(s[kb][2] - mB);
@@ -397,8 +430,9 @@ __device__ void attendRowsWide(const AttnArgs& a, const KeyView kv, const Src& s
       qa = qa + __shfl_xor_sync(0xffffffffu, qa, x);
       qb = qb + __shfl_xor_sync(0xffffffffu, qb, x);
     }
-    lA = w == 0 ? qa : lA + qa;
-    lB = w == 0 ? qb : lB + qb;
+    if (PAIR) qA2[wl] = qa, qB2[wl] = qb;
+    lA = wl == 0 ? qa : lA + qa;
+    lB = wl == 0 ? qb : lB + qb;
   }
 
   // O: tile kt (keys 16kt..) into a fresh 4-register chain per head-dim block, folded in kt order.
@@ -406,17 +440,29 @@ __device__ void attendRowsWide(const AttnArgs& a, const KeyView kv, const Src& s
 #pragma unroll
   for (int db = 0; db < D / 8; ++db) o[db][0] = o[db][1] = o[db][2] = o[db][3] = 0.f;
 #pragma unroll
-  for (int kt = 0; kt < 4; ++kt) {
+  for (int i = 0; i < (PAIR ? 2 : 4); ++i) {
+    const int kt = 2 * half + i;
     const int jt = j0 + kt * 16;
-    const bool first = kt == 0;
+    const bool first = i == 0;
+    if (PAIR && half == 1 && i == 1) {
+      // Half 0's O0 + O1 comes before this warp's O2: O = (O0 + O1) + O2 (+ is commutative).
+      asm volatile("bar.sync %0, 64;\n" ::"r"(1 + (warp >> 1)) : "memory");
+#pragma unroll
+      for (int db = 0; db < D / 8; ++db) {
+        const int d = db * 8 + 2 * tq;
+        const float2 x0 = *reinterpret_cast<const float2*>(exO + gq * D + d);
+        const float2 x1 = *reinterpret_cast<const float2*>(exO + (gq + 8) * D + d);
+        o[db][0] = x0.x + o[db][0], o[db][1] = x0.y + o[db][1], o[db][2] = x1.x + o[db][2], o[db][3] = x1.y + o[db][3];
+      }
+    }
     if (jt >= Lg) {  // all masked: attendGroup's warp kt contributes zeros
       const float z[4] = {0.f, 0.f, 0.f, 0.f};
 #pragma unroll
       for (int db = 0; db < D / 8; ++db) foldTile(o[db], z, first);
       continue;
     }
-    const float pv[8] = {s[2 * kt][0], s[2 * kt][1], s[2 * kt][2], s[2 * kt][3],
-                         s[2 * kt + 1][0], s[2 * kt + 1][1], s[2 * kt + 1][2], s[2 * kt + 1][3]};
+    const float pv[8] = {s[2 * i][0], s[2 * i][1], s[2 * i][2], s[2 * i][3],
+                         s[2 * i + 1][0], s[2 * i + 1][1], s[2 * i + 1][2], s[2 * i + 1][3]};
     uint32_t ph[4], pl[4];
     aFragments<H>(pv, ph, pl);
     const int kk = ((lane >> 3) & 1) * 8 + (lane & 7);  // the tile key whose row this lane addresses
@@ -497,26 +543,42 @@ __device__ void attendRowsWide(const AttnArgs& a, const KeyView kv, const Src& s
     }
   }
 
+  if constexpr (PAIR) {
+    if (half == 0) {  // O0 + O1 and l0 + l1 for half 1, which writes the rows
 #pragma unroll
-  for (int half = 0; half < 2; ++half) {
-    const bool ok = half ? okB : okA;
-    const int L = half ? LB : LA;
+      for (int db = 0; db < D / 8; ++db) {
+        const int d = db * 8 + 2 * tq;
+        *reinterpret_cast<float2*>(exO + gq * D + d) = make_float2(o[db][0], o[db][1]);
+        *reinterpret_cast<float2*>(exO + (gq + 8) * D + d) = make_float2(o[db][2], o[db][3]);
+      }
+      if (tq == 0) exL[(warp >> 1) * 32 + gq] = lA, exL[(warp >> 1) * 32 + gq + 8] = lB;
+      asm volatile("bar.arrive %0, 64;\n" ::"r"(1 + (warp >> 1)) : "memory");
+      return;
+    }
+    // (The barrier above, in the tile loop, made exL visible too.)
+    lA = (exL[(warp >> 1) * 32 + gq] + qA2[0]) + qA2[1];
+    lB = (exL[(warp >> 1) * 32 + gq + 8] + qB2[0]) + qB2[1];
+  }
+#pragma unroll
+  for (int hf = 0; hf < 2; ++hf) {
+    const bool ok = hf ? okB : okA;
+    const int L = hf ? LB : LA;
     if (!ok || L <= j0) continue;
-    const int t = half ? tB : tA, h = half ? hB : hA;
-    const float m = half ? mB : mA, l = half ? lB : lA;
+    const int t = hf ? tB : tA, h = hf ? hB : hA;
+    const float m = hf ? mB : mA, l = hf ? lB : lA;
     if (L <= CH) {
 #pragma unroll
       for (int db = 0; db < D / 8; ++db) {
         const int d = db * 8 + 2 * tq;
-        storePacked<H>(static_cast<uint16_t*>(a.outPacked), t, h * D + d, a.outKT, __fdiv_rn(o[db][2 * half], l));
-        storePacked<H>(static_cast<uint16_t*>(a.outPacked), t, h * D + d + 1, a.outKT, __fdiv_rn(o[db][2 * half + 1], l));
+        storePacked<H>(static_cast<uint16_t*>(a.outPacked), t, h * D + d, a.outKT, __fdiv_rn(o[db][2 * hf], l));
+        storePacked<H>(static_cast<uint16_t*>(a.outPacked), t, h * D + d + 1, a.outKT, __fdiv_rn(o[db][2 * hf + 1], l));
       }
     } else {
       float* p = a.part + (((size_t)t * a.heads + h) * a.maxChunks + c) * (D + 2);
       if (tq == 0) p[0] = m, p[1] = l;
 #pragma unroll
       for (int db = 0; db < D / 8; ++db)
-        *reinterpret_cast<float2*>(p + 2 + db * 8 + 2 * tq) = make_float2(o[db][2 * half], o[db][2 * half + 1]);
+        *reinterpret_cast<float2*>(p + 2 + db * 8 + 2 * tq) = make_float2(o[db][2 * hf], o[db][2 * hf + 1]);
     }
   }
 }
@@ -864,13 +926,15 @@ __device__ __forceinline__ void stageRows(const AttnArgs& a, int g, int r0, int 
 }
 
 // Every row group of the launch against chunk c, lookups through (kv, src).
-template <class H, bool KV32, int D, bool WIDE, class Src>
+template <class H, bool KV32, int D, bool WIDE, bool PAIR, class Src>
 __device__ __forceinline__ void attendChunk(const AttnArgs& a, const KeyView kv, const Src& src, int n, int group, int c, int nStage,
                                             const uint16_t* Ks, const uint16_t* Vs, const uint16_t* Ksl, const uint16_t* Vsl,
-                                            float* red, float* obuf) {
-  if constexpr (WIDE) {  // several row groups: one warp each
+                                            float* red, float* obuf, float* pairX) {
+  if constexpr (PAIR) {  // two row groups, a warp pair each (every warp, whatever this batch's rows)
+    attendRowsWide<H, KV32, D, true>(a, kv, src, n, group, threadIdx.x >> 6, c, nStage, Ks, Vs, Ksl, Vsl, pairX);
+  } else if constexpr (WIDE) {  // several row groups: one warp each
     for (int rg = threadIdx.x >> 5; rg * 16 < n * group; rg += kAttnWarps)
-      attendRowsWide<H, KV32, D>(a, kv, src, n, group, rg, c, nStage, Ks, Vs, Ksl, Vsl);
+      attendRowsWide<H, KV32, D, false>(a, kv, src, n, group, rg, c, nStage, Ks, Vs, Ksl, Vsl, pairX);
   } else {  // decode: all 4 warps on one row group; the grid's y blocks take turns
     for (int rg = blockIdx.y; rg * 16 < n * group; rg += gridDim.y)
       attendGroup<H, KV32, D>(a, kv, src, n, group, rg, c, nStage, Ks, Vs, Ksl, Vsl, red, obuf);
@@ -878,7 +942,7 @@ __device__ __forceinline__ void attendChunk(const AttnArgs& a, const KeyView kv,
 }
 
 // 3 resident blocks per SM (<= 168 registers): a launch of 288 blocks (7B, cache 512) fits one wave.
-template <class H, bool KV32, int D, bool WIDE>
+template <class H, bool KV32, int D, bool WIDE, bool PAIR>
 __global__ void __launch_bounds__(kAttnWarps * 32, kAttnBlocksPerSm) attnKernel(const AttnArgs a) {
   using Cfg = AttnCfg<D>;
   extern __shared__ __align__(16) uint16_t sm[];
@@ -893,6 +957,7 @@ __global__ void __launch_bounds__(kAttnWarps * 32, kAttnBlocksPerSm) attnKernel(
   float* red = reinterpret_cast<float*>(Kt + arrays * tailArray);  // [2][4 warps][16 rows], [16]; wide: scratch
   float* obuf = reinterpret_cast<float*>(sm);                      // decode: [4 warps][16 rows][D] over K, V
   float* tailScratch = WIDE ? red : red + 2 * 4 * 16 + 16;
+  float* pairX = red + kAttnWarps * attnWarpScratch(a.tailRows);  // WIDE only
   const int g = blockIdx.x;  // kv head
 
   // The parameter block was copied before the graph started, and every key below `committed` was
@@ -953,11 +1018,11 @@ __global__ void __launch_bounds__(kAttnWarps * 32, kAttnBlocksPerSm) attnKernel(
     if (useTail) {
       const KeyView kv{ancOff, ancTail, committed, attnTailStart(staged)};
       const TailRows<D> src{Kt, Kt + 2 * tailArray, Kt + tailArray, Kt + 3 * tailArray, tailCount, a.tailRows, tailScratch};
-      attendChunk<H, KV32, D, WIDE>(a, kv, src, n, group, c, nStage, Ks, Vs, Ksl, Vsl, red, obuf);
+      attendChunk<H, KV32, D, WIDE, PAIR>(a, kv, src, n, group, c, nStage, Ks, Vs, Ksl, Vsl, red, obuf, pairX);
     } else {
       const KeyView kv{ancOff, P.ancSlots(), committed, 0};
       const GlobalRows<D> src{a.k, a.v, a.kvHeads * D, g * D};
-      attendChunk<H, KV32, D, WIDE>(a, kv, src, n, group, c, nStage, Ks, Vs, Ksl, Vsl, red, obuf);
+      attendChunk<H, KV32, D, WIDE, PAIR>(a, kv, src, n, group, c, nStage, Ks, Vs, Ksl, Vsl, red, obuf, pairX);
     }
   }
 }
@@ -1007,18 +1072,25 @@ __global__ void combineKernel(const AttnArgs a, bool releaseFirst) {
 
 template <class H, bool KV32, int D>
 void launchAttnT(const AttnArgs& a, int gridX, bool pdl, cudaStream_t stream) {
+  using Cfg = AttnCfg<D>;
   if (gridX < 0) {  // attentionPrepare: lift the 48 KB default (K/V staging, tree tail, partials or scratch)
-    CUDA_CHECK(cudaFuncSetAttribute(attnKernel<H, KV32, D, false>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                    AttnCfg<D>::smemBytes(KV32, kAttnMaxTailRows, false) + attnListInts(64, kAttnMaxTailRows) * 4));
-    CUDA_CHECK(cudaFuncSetAttribute(attnKernel<H, KV32, D, true>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                    AttnCfg<D>::smemBytes(KV32, kAttnMaxTailRows, true) + attnListInts(64, kAttnMaxTailRows) * 4));
+    const int list = attnListInts(64, kAttnMaxTailRows) * 4;
+    CUDA_CHECK(cudaFuncSetAttribute(attnKernel<H, KV32, D, false, false>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    Cfg::smemBytes(KV32, kAttnMaxTailRows, false) + list));
+    CUDA_CHECK(cudaFuncSetAttribute(attnKernel<H, KV32, D, true, false>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    Cfg::smemBytes(KV32, kAttnMaxTailRows, true) + list));
+    CUDA_CHECK(cudaFuncSetAttribute(attnKernel<H, KV32, D, true, true>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    Cfg::smemBytes(KV32, kAttnMaxTailRows, true) + list));
     return;
   }
-  const int smem = AttnCfg<D>::smemBytes(KV32, a.tailRows, a.wide) + a.listInts * 4;
-  if (a.wide)
-    launchKernel(attnKernel<H, KV32, D, true>, dim3(a.kvHeads, 1, gridX), dim3(kAttnWarps * 32), smem, stream, pdl, "attnKernel", a);
+  const int smem = Cfg::smemBytes(KV32, a.tailRows, a.wide) + a.listInts * 4;
+  const dim3 block(kAttnWarps * 32);
+  if (a.wide && a.pair)
+    launchKernel(attnKernel<H, KV32, D, true, true>, dim3(a.kvHeads, 1, gridX), block, smem, stream, pdl, "attnKernel", a);
+  else if (a.wide)
+    launchKernel(attnKernel<H, KV32, D, true, false>, dim3(a.kvHeads, 1, gridX), block, smem, stream, pdl, "attnKernel", a);
   else
-    launchKernel(attnKernel<H, KV32, D, false>, dim3(a.kvHeads, a.rowBlocks, gridX), dim3(kAttnWarps * 32), smem, stream, pdl,
+    launchKernel(attnKernel<H, KV32, D, false, false>, dim3(a.kvHeads, a.rowBlocks, gridX), block, smem, stream, pdl,
                  "attnKernel", a);
 }
 

@@ -62,6 +62,8 @@ __host__ __device__ inline int attnRowBlocks(int rows, int gridX, int kvHeads, i
   if (blocks <= 1) return 1;
   return rows <= maxRows && gridX * kvHeads * blocks <= maxWaves * kAttnBlocksPerSm * waveSms ? blocks : 0;
 }
+// Whether a wide launch of `rows` query rows runs its row groups by warp pairs.
+__host__ __device__ inline bool attnPairRows(int rows) { return rows > 16 && rows <= 32; }
 // First key index looked up per token: the staged keys rounded down to a whole P V tile of 16.
 __host__ __device__ inline int attnTailStart(int stagedKeys) { return stagedKeys / 16 * 16; }
 
@@ -84,6 +86,9 @@ struct AttnArgs {
   // block y taking row groups y, y + rowBlocks, ... (attnRowBlocks).
   bool wide = false;
   int rowBlocks = 1;
+  // Wide launches of 17-32 rows (attnPairRows): two row groups, each by a pair of warps that split
+  // the chunk's keys, so all 4 warps work (attendRowsWide<PAIR>; same bits).
+  bool pair = false;
 };
 
 // gridX: blocks along chunks (grid z; block z takes chunks nChunks - 1 - z - i * gridX, the last first).

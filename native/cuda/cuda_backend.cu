@@ -34,6 +34,7 @@ Tuning Tuning::fromEnv() {
   t.pdlEarly = flag("CASSPEC_CUDA_PDL_EARLY", false);  // measured slower with the wgmma matrix kernel
   t.graphs = flag("CASSPEC_CUDA_GRAPHS", true);
   t.attnTail = flag("CASSPEC_CUDA_ATTN_TAIL", true);
+  t.attnPair = flag("CASSPEC_CUDA_ATTN_PAIR", true);
   if (std::getenv("CASSPEC_CUDA_NORM_CARRY")) t.normCarry = flag("CASSPEC_CUDA_NORM_CARRY", true) ? 1 : 0;
   if (const char* v = std::getenv("CASSPEC_CUDA_ATTN_SPLIT")) t.attnSplitRows = std::atoi(v);
   if (const char* v = std::getenv("CASSPEC_CUDA_ATTN_WAVES")) t.attnWaves = std::atoi(v);

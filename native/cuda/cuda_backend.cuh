@@ -25,6 +25,7 @@ struct Tuning {
   int normCarry = -1;  // CASSPEC_CUDA_NORM_CARRY=0|1: force the norm carried or not (other bits); -1 = by hidden size
   int attnSplitRows = 128;  // CASSPEC_CUDA_ATTN_SPLIT=R: up to R query rows may run the decode path, a block per 16 (same bits)
   int attnWaves = 1;        // CASSPEC_CUDA_ATTN_WAVES=W: ... while its blocks fit W waves
+  bool attnPair = true;     // CASSPEC_CUDA_ATTN_PAIR=0: wide launches of 17-32 rows one warp per row group (same bits)
   static Tuning fromEnv();
 };
 

@@ -247,6 +247,7 @@ void CudaContext::enqueue(int maxTokens, const uint8_t* skip, int quant, bool wi
                                           be_.tuning().attnSplitRows, be_.tuning().attnWaves);
       at.wide = rowBlocks == 0;
       at.rowBlocks = at.wide ? 1 : rowBlocks;
+      at.pair = at.wide && be_.tuning().attnPair && attnPairRows(maxTokens * (c.heads / c.kvHeads));
       at.tailRows = tailRowsFor(maxTokens);
       at.listInts = attnListInts(maxTokens, at.tailRows);
       launchAttention(at, attnGridX, bf16, pdl, s);

@@ -671,17 +671,19 @@ static std::vector<ReadShape> readShapes7b() {
 }
 
 // A fresh model built with an environment override (read by the backend constructor), timed at
-// ctx 512 for the given batch sizes.
-static std::string variant(const ModelConfig& cfg, DType wdt, const char* env, const char* value, std::vector<int> ns) {
+// cache length ctx for the given batch sizes.
+static std::string variant(const ModelConfig& cfg, DType wdt, const char* env, const char* value, std::vector<int> ns,
+                           int ctx = 512) {
   auto m = dummyCuda(cfg, 1, wdt, {{env, value}});
-  auto bctx = m->backend().newContext(512 + 64 + 16);
+  auto bctx = m->backend().newContext(ctx + 64 + 16);
   auto* cctx = dynamic_cast<cuda::CudaContext*>(bctx.get());
   std::mt19937 rng(42);
-  prefillRaw(*bctx, 512, cfg.vocab, cfg.layers, rng);
-  std::string r = std::string(env) + "=" + value + " (" + m->backend().deviceInfo().substr(m->backend().deviceInfo().find("K splits")) + "):";
+  prefillRaw(*bctx, ctx, cfg.vocab, cfg.layers, rng);
+  std::string r = std::string(env) + "=" + value + (ctx != 512 ? " ctx " + std::to_string(ctx) : std::string()) + " (" +
+                  m->backend().deviceInfo().substr(m->backend().deviceInfo().find("K splits")) + "):";
   for (int n : ns) {
     RawBatch rb;
-    rb.build(512, n == 1 ? chainParents(1) : treeParents(n, rng), cfg.vocab, cfg.layers, rng, false);
+    rb.build(ctx, n == 1 ? chainParents(1) : treeParents(n, rng), cfg.vocab, cfg.layers, rng, false);
     const Timing t = timeForward(*cctx, rb.b, 25);
     char buf[96];
     std::snprintf(buf, sizeof buf, " n=%d %.3f ms (host %.3f)", n, t.deviceMs, t.hostMs);
@@ -1203,6 +1205,8 @@ int main(int argc, char** argv) {
         for (const char* v : {"0", "1"}) extra.push_back(tag + variant(cfg, wdt, "CASSPEC_CUDA_NORM_CARRY", v, {1, 8, 32}));
         for (const char* v : {"16", "128"}) extra.push_back(tag + variant(cfg, wdt, "CASSPEC_CUDA_ATTN_SPLIT", v, {16, 32, 64}));
         for (const char* v : {"2", "4"}) extra.push_back(tag + variant(cfg, wdt, "CASSPEC_CUDA_ATTN_WAVES", v, {16, 32, 64}));
+        for (const char* v : {"0", "1", "0", "1"}) extra.push_back(tag + variant(cfg, wdt, "CASSPEC_CUDA_ATTN_PAIR", v, {32}));
+        for (const char* v : {"0", "1"}) extra.push_back(tag + variant(cfg, wdt, "CASSPEC_CUDA_ATTN_PAIR", v, {32}, 2048));
         for (size_t i = firstAblation; i < extra.size(); ++i) LOG("  %s\n", extra[i].c_str());
       }
       LOG("\n| model | ctx | n | device ms | host ms | floor ms | floor/device | vs n=1 |\n|---|---|---|---|---|---|---|---|\n");
