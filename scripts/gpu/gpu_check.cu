@@ -488,7 +488,7 @@ static void invariance(const std::string& label, Model& gpu, int prefix, uint64_
   }
 
   // Random trees.
-  for (int size : {8, 32, 64}) {
+  for (int size : {8, 16, 32, 64}) {  // 16: a GQA shape's 17-32 rows (warp pairs when wide)
     for (int p = 0; p < 2; ++p) {
       const std::vector<uint8_t>& skip = p ? plan : none;
       ctx.truncate(base);
