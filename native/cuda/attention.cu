@@ -253,6 +253,11 @@ __device__ __forceinline__ void pvPair(const uint16_t* V, const uint16_t* Vl, in
   mmaHiLo<H, KV32>(t1, ph, pl, b[2], b[3], bl[2], bl[3]);
 }
 
+// The named barrier of warp pair p (warps 2p, 2p + 1; id 0 is __syncthreads): both wait, or one
+// signals without waiting (its shared-memory writes before it are visible after the other's wait).
+__device__ __forceinline__ void pairSync(int p) { asm volatile("bar.sync %0, 64;\n" ::"r"(1 + p) : "memory"); }
+__device__ __forceinline__ void pairArrive(int p) { asm volatile("bar.arrive %0, 64;\n" ::"r"(1 + p) : "memory"); }
+
 // The same arithmetic as attendGroup, by one warp over the whole chunk: used when a block has
 // several row groups (wide batches), so warps work on different row groups in parallel. Every
 // per-element operation sequence matches attendGroup's (S chains; l and O as 4 partials of 16
@@ -280,8 +285,7 @@ __device__ void attendRowsWide(const AttnArgs& a, const KeyView kv, const Src& s
   for (int m = 16; m >= 1; m >>= 1) Lg = max(Lg, __shfl_xor_sync(0xffffffffu, Lg, m));
   const int j0 = c * CH;
   if (!PAIR && Lg <= j0) return;  // (a pair runs on with everything masked: it must meet its partner)
-  const int half = PAIR ? (threadIdx.x >> 5) & 1 : 0;
-  auto mine = [&](int kb) { return !PAIR || kb / 4 == half; };  // this warp's key blocks
+  const int warp = threadIdx.x >> 5, half = PAIR ? warp & 1 : 0;
 
   const float* qA = okA ? a.q + ((size_t)tA * a.heads + hA) * D : nullptr;
   const float* qB = okB ? a.q + ((size_t)tB * a.heads + hB) * D : nullptr;
@@ -290,7 +294,8 @@ __device__ void attendRowsWide(const AttnArgs& a, const KeyView kv, const Src& s
 
   // S of this warp's key blocks kb0 + kl (a pair's half keeps only its own 4 in registers).
   constexpr int NKB = PAIR ? 4 : 8;
-  const int kb0 = 4 * half;
+  const int kb0 = NKB * half;
+  auto mine = [&](int kb) { return !PAIR || (kb >= kb0 && kb < kb0 + NKB); };  // this warp's key blocks
   float s[NKB][4];
 #pragma unroll
   for (int kl = 0; kl < NKB; ++kl) s[kl][0] = s[kl][1] = s[kl][2] = s[kl][3] = 0.f;
@@ -314,7 +319,7 @@ __device__ void attendRowsWide(const AttnArgs& a, const KeyView kv, const Src& s
     // Tree tail: S of the 16 rows against every staged tail row, with the staged keys' mma
     // sequence (so each element has their bits), then each row takes its own keys' columns. A
     // pair splits the tail rows and shares the first warp's scratch.
-    const int sw = PAIR ? (threadIdx.x >> 5) & ~1 : threadIdx.x >> 5;
+    const int sw = PAIR ? warp & ~1 : warp;
     float* st = src.scratch + sw * attnWarpScratch(src.rows);  // [16 rows][src.rows]
     if (nFull < 8 && j0 + nFull * 8 < Lg) {  // the same for both warps of a pair
       for (int ub = half; ub * 8 < src.count; ub += PAIR ? 2 : 1) {
@@ -332,7 +337,7 @@ __device__ void attendRowsWide(const AttnArgs& a, const KeyView kv, const Src& s
         *reinterpret_cast<float2*>(st + (gq + 8) * src.rows + u) = make_float2(acc[2], acc[3]);
       }
       if constexpr (PAIR)
-        asm volatile("bar.sync %0, 64;\n" ::"r"(1 + (threadIdx.x >> 6)) : "memory");
+        pairSync(warp >> 1);
       else
         __syncwarp();
       for (int kb = nFull; kb < 8; ++kb) {
@@ -397,7 +402,6 @@ __device__ void attendRowsWide(const AttnArgs& a, const KeyView kv, const Src& s
     mA = fmaxf(mA, __shfl_xor_sync(0xffffffffu, mA, x));
     mB = fmaxf(mB, __shfl_xor_sync(0xffffffffu, mB, x));
   }
-  const int warp = threadIdx.x >> 5;
   float* exM = pairX;            // [4 warps][16 rows]: row maxima
   float* exL = pairX + 4 * 16;   // [2 pairs][16 rows]: l0 + l1
   float* exO = reinterpret_cast<float*>(const_cast<uint16_t*>(Ks)) + (warp >> 1) * 16 * D;  // [16 rows][D]: O0 + O1
@@ -440,13 +444,13 @@ __device__ void attendRowsWide(const AttnArgs& a, const KeyView kv, const Src& s
 #pragma unroll
   for (int db = 0; db < D / 8; ++db) o[db][0] = o[db][1] = o[db][2] = o[db][3] = 0.f;
 #pragma unroll
-  for (int i = 0; i < (PAIR ? 2 : 4); ++i) {
-    const int kt = 2 * half + i;
+  for (int i = 0; i < NKB / 2; ++i) {
+    const int kt = kb0 / 2 + i;
     const int jt = j0 + kt * 16;
     const bool first = i == 0;
     if (PAIR && half == 1 && i == 1) {
       // Half 0's O0 + O1 comes before this warp's O2: O = (O0 + O1) + O2 (+ is commutative).
-      asm volatile("bar.sync %0, 64;\n" ::"r"(1 + (warp >> 1)) : "memory");
+      pairSync(warp >> 1);
 #pragma unroll
       for (int db = 0; db < D / 8; ++db) {
         const int d = db * 8 + 2 * tq;
@@ -477,7 +481,7 @@ __device__ void attendRowsWide(const AttnArgs& a, const KeyView kv, const Src& s
     } else if constexpr (IsTail<Src>::value) {
       // Tree tail: the tile's rows per token go to the warp's scratch (lookups in parallel), then
       // one pass if the tokens agree, else one pass per token keeping that token's rows.
-      int* mp = reinterpret_cast<int*>(src.scratch + (threadIdx.x >> 5) * attnWarpScratch(src.rows));  // [token][16 keys]
+      int* mp = reinterpret_cast<int*>(src.scratch + warp * attnWarpScratch(src.rows));  // [token][16 keys]
       const int ntok = tokLast - tokFirst + 1;
       for (int i = lane; i < ntok * 16; i += 32) mp[i] = kv.slot(tokFirst + i / 16, jt + i % 16);
       __syncwarp();
@@ -552,7 +556,7 @@ __device__ void attendRowsWide(const AttnArgs& a, const KeyView kv, const Src& s
         *reinterpret_cast<float2*>(exO + (gq + 8) * D + d) = make_float2(o[db][2], o[db][3]);
       }
       if (tq == 0) exL[(warp >> 1) * 32 + gq] = lA, exL[(warp >> 1) * 32 + gq + 8] = lB;
-      asm volatile("bar.arrive %0, 64;\n" ::"r"(1 + (warp >> 1)) : "memory");
+      pairArrive(warp >> 1);
       return;
     }
     // (The barrier above, in the tile loop, made exL visible too.)
