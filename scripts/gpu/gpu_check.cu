@@ -924,6 +924,18 @@ int main(int argc, char** argv) {
       for (const std::string& l : readBandwidths(readShapes7b())) std::printf("%s\n", l.c_str());
       return 0;
     }
+    if (a == "--prefill") {  // the 7B prefill of 1024 tokens alone: time and per-kernel profile
+      auto m = makeModel(llama7bConfig(), "cuda", DType::F16);
+      m->fillDummy(1);
+      auto bctx = m->backend().newContext(1024 + 16);
+      auto* cctx = dynamic_cast<cuda::CudaContext*>(bctx.get());
+      std::mt19937 rng(1);
+      RawBatch rb;
+      rb.build(0, chainParents(1024), llama7bConfig().vocab, llama7bConfig().layers, rng, true);
+      std::printf("7B f16 prefill 1024 tokens: %.1f ms device\n%s\n", timeForward(*cctx, rb.b, 5).deviceMs,
+                  profileRun(*cctx, rb.b, "7B f16 prefill 1024 tokens").c_str());
+      return 0;
+    }
     if (a == "--models" && i + 1 < argc) models = argv[++i];
     if (a == "--out" && i + 1 < argc) outDir = argv[++i];
   }
@@ -1190,6 +1202,9 @@ int main(int argc, char** argv) {
                         100.0 * tf / wgF16, 100.0 * 2 * tf / wgF16);
           extra.push_back(buf);
           LOG("  %s\n", buf);
+          // Where the prefill's time goes, per kernel kind (direct launches with events in between).
+          extra.push_back(profileRun(*cctx, rb.b, "7B f16 prefill 1024 tokens"));
+          LOG("  %s\n", extra.back().c_str());
         }
         // Ablations at ctx 512 (each a fresh model; the first model is freed first).
         m.reset();
