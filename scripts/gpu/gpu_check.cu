@@ -660,6 +660,7 @@ static double copyBandwidth() {
 double gemmPeak(double* relErrOut);  // gemm_peak.cu
 double mmaPeak(std::string* detail);  // gemm_peak.cu
 double wgmmaPeak(bool f16);           // wgmma_peak.cu
+std::vector<std::string> streamProbe();  // stream_probe.cu
 // The 7B shape's decode matrices, for read_bw.cu's launch-shape ceilings.
 static std::vector<ReadShape> readShapes7b() {
   const ModelConfig c = llama7bConfig();
@@ -922,6 +923,10 @@ int main(int argc, char** argv) {
                     cuda::linearActiveClusters(1, S, false) * S, cuda::linearActiveClusters(8, S, false) * S);
       }
       for (const std::string& l : readBandwidths(readShapes7b())) std::printf("%s\n", l.c_str());
+      return 0;
+    }
+    if (a == "--stream") {  // one block's bulk-copy ring stream rate (stream_probe.cu)
+      for (const std::string& l : streamProbe()) std::printf("%s\n", l.c_str());
       return 0;
     }
     if (a == "--prefill") {  // the 7B prefill of 1024 tokens alone: time and per-kernel profile
