@@ -644,6 +644,19 @@ static std::string profileRun(cuda::CudaContext& ctx, const Batch& b, const std:
 }
 
 
+// A prompt of 1024 tokens prefilled into a fresh context of m: device time (median of 5) and the
+// per-kernel profile.
+static std::pair<double, std::string> prefill1024(Model& m, const std::string& label) {
+  const ModelConfig& cfg = m.config();
+  auto bctx = m.backend().newContext(1024 + 16);
+  auto* cctx = dynamic_cast<cuda::CudaContext*>(bctx.get());
+  std::mt19937 rng(1);
+  RawBatch rb;
+  rb.build(0, chainParents(1024), cfg.vocab, cfg.layers, rng, true);
+  const double ms = timeForward(*cctx, rb.b, 5).deviceMs;
+  return {ms, profileRun(*cctx, rb.b, label)};
+}
+
 // Device-to-device copy bandwidth (bytes read + written) on 2 GiB.
 static double copyBandwidth() {
   const size_t bytes = (size_t)2 << 30;
@@ -932,13 +945,8 @@ int main(int argc, char** argv) {
     if (a == "--prefill") {  // the 7B prefill of 1024 tokens alone: time and per-kernel profile
       auto m = makeModel(llama7bConfig(), "cuda", DType::F16);
       m->fillDummy(1);
-      auto bctx = m->backend().newContext(1024 + 16);
-      auto* cctx = dynamic_cast<cuda::CudaContext*>(bctx.get());
-      std::mt19937 rng(1);
-      RawBatch rb;
-      rb.build(0, chainParents(1024), llama7bConfig().vocab, llama7bConfig().layers, rng, true);
-      std::printf("7B f16 prefill 1024 tokens: %.1f ms device\n%s\n", timeForward(*cctx, rb.b, 5).deviceMs,
-                  profileRun(*cctx, rb.b, "7B f16 prefill 1024 tokens").c_str());
+      const auto [ms, profile] = prefill1024(*m, "7B f16 prefill 1024 tokens");
+      std::printf("7B f16 prefill 1024 tokens: %.1f ms device\n%s\n", ms, profile.c_str());
       return 0;
     }
     if (a == "--models" && i + 1 < argc) models = argv[++i];
@@ -1184,32 +1192,26 @@ int main(int argc, char** argv) {
           }
         }
         if (big) {
-          // Prefill of 1024 tokens.
-          auto bctx = m->backend().newContext(1024 + 16);
-          auto* cctx = dynamic_cast<cuda::CudaContext*>(bctx.get());
-          std::mt19937 rng(1);
-          RawBatch rb;
-          rb.build(0, chainParents(1024), cfg.vocab, cfg.layers, rng, true);
-          const Timing t = timeForward(*cctx, rb.b, 5);
+          // Prefill of 1024 tokens, and where its time goes.
+          const auto [prefillMs, profile] = prefill1024(*m, "7B f16 prefill 1024 tokens");
           double matParams = 0;
           const double H = cfg.hidden, Q = cfg.qDim(), KV = cfg.kvDim(), F = cfg.ffn;
           matParams = cfg.layers * (H * (Q + 2 * KV) + Q * H + 3 * H * F);
           const double flops = 2 * matParams * 1024 + 2.0 * cfg.vocab * H;  // LM head on the last row only
           // Attention (QK^T and PV, causal): 2 * 2 * heads * headDim * sum_i (i+1).
           const double attn = 4.0 * cfg.heads * cfg.headDim * (1024.0 * 1025 / 2) * cfg.layers;
-          const double tf = flops / (t.deviceMs * 1e-3);
+          const double tf = flops / (prefillMs * 1e-3);
           char buf[384];
           std::snprintf(buf, sizeof buf,
                         "7B prefill 1024 tokens: %.1f ms device -> %.0f TFLOP/s model matmul FLOPs (%.0f incl. attention) = "
                         "%.0f%% of the dense bf16 wgmma peak measured in this run (%.0f%% of f16's); the tensor cores do 2x "
                         "that (hi and lo activation columns): %.0f%% of the f16 peak",
-                        t.deviceMs, tf / 1e12, (flops + attn) / (t.deviceMs * 1e-3) / 1e12, 100.0 * tf / wgBf16,
+                        prefillMs, tf / 1e12, (flops + attn) / (prefillMs * 1e-3) / 1e12, 100.0 * tf / wgBf16,
                         100.0 * tf / wgF16, 100.0 * 2 * tf / wgF16);
           extra.push_back(buf);
           LOG("  %s\n", buf);
-          // Where the prefill's time goes, per kernel kind (direct launches with events in between).
-          extra.push_back(profileRun(*cctx, rb.b, "7B f16 prefill 1024 tokens"));
-          LOG("  %s\n", extra.back().c_str());
+          extra.push_back(profile);
+          LOG("  %s\n", profile.c_str());
         }
         // Ablations at ctx 512 (each a fresh model; the first model is freed first).
         m.reset();

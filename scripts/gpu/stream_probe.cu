@@ -1,12 +1,11 @@
 // How fast one block can stream weights through a bulk-copy ring (gpu_check --stream): the matrix
-// kernel's producer/consumer skeleton (linear.cu) without the math. A producer warp requests stage
-// after stage of its block's own contiguous region (one bulk copy per stage, or several), eight
-// consumer warps wait for each stage, touch it and release it. Varying the block count, the ring
+// kernel's producer/consumer skeleton (linear.cu), bare or with its wgmmas. A producer warp requests
+// stage after stage of its block's own contiguous region (one bulk copy per stage, or several), eight
+// consumer warps wait for each stage, use it and release it. Varying the block count, the ring
 // depth, the stage size and the copies per stage separates what bounds a block's stream rate
 // (latency x bytes in flight, the copy engine, the consumers) from what bounds the memory system.
 #include <cuda_runtime.h>
 
-#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <string>
@@ -77,7 +76,7 @@ __global__ void __launch_bounds__(288, 1)
 
 }  // namespace
 
-// Lines "blocks B (b per SM) ring K x S KB in C copies: T GB/s total, P GB/s per block".
+// One line per (configuration, block count): total and per-block stream rate.
 std::vector<std::string> streamProbe() {
   const size_t perBlock = (size_t)2 << 20;  // 2 MiB per block: tens of us per block at any rate here
   int sms = 0;
