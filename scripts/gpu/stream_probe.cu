@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "../../native/cuda/linear.cuh"
 #include "../../native/cuda/wgmma.cuh"
 #include "bench_util.cuh"
 
@@ -18,24 +19,24 @@ namespace {
 
 using namespace casspec::cuda;
 
-// MMA: the consumers run the matrix kernel's math on each stage (two warpgroups, 4 wgmma m64n16k16
-// over 16 KB of "weights" and 2 KB of "B" at its descriptors) and release a stage once the next
+// MMA: the consumers run the matrix kernel's math on each stage (two warpgroups, kLinKps wgmma
+// m64n16k16 over the stage's "weights" and then its "B" tiles, at linear.cu's descriptors) and release a stage once the next
 // stage's wgmmas are issued and the previous group is done, as linear.cu does.
 template <bool MMA>
-__global__ void __launch_bounds__(288, 1)
+__global__ void __launch_bounds__(kLinThreads, 1)
     ringProbe(const uint8_t* src, size_t bytesPerBlock, int stages, int stageBytes, int copies, uint32_t* sink) {
   extern __shared__ __align__(1024) uint8_t smem[];
   uint64_t* full = reinterpret_cast<uint64_t*>(smem + (size_t)stages * stageBytes);
   uint64_t* empty = full + stages;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   if (threadIdx.x == 0) {
-    for (int i = 0; i < stages; ++i) mbarInit(&full[i], 1), mbarInit(&empty[i], 256);
+    for (int i = 0; i < stages; ++i) mbarInit(&full[i], 1), mbarInit(&empty[i], kLinConsumers);
     mbarInitFence();
   }
   __syncthreads();
   const uint8_t* base = src + blockIdx.x * bytesPerBlock;
   const int n = (int)(bytesPerBlock / stageBytes), part = stageBytes / copies;
-  if (warp == 8) {
+  if (warp == kLinWarps) {
     for (int i = 0; i < n; ++i) {
       const int s = i % stages;
       if (i >= stages) mbarWait(&empty[s], ((i / stages) - 1) & 1);
@@ -52,8 +53,9 @@ __global__ void __launch_bounds__(288, 1)
       const uint8_t* st = smem + (size_t)s * stageBytes;
       wgmmaFence();
 #pragma unroll
-      for (int j = 0; j < 4; ++j)
-        Wgmma<16>::mma<__half>(d, gmmaDesc(st + j * 4096 + wg * 2048, 1024, 128), gmmaDesc(st + 16384 + j * 512, 128, 256));
+      for (int j = 0; j < kLinKps; ++j)
+        Wgmma<16>::mma<__half>(d, gmmaDesc(st + j * kLinATile + wg * 2048, 1024, 128),
+                               gmmaDesc(st + kLinKps * kLinATile + j * kLinBTile, 128, 256));
       wgmmaCommit();
       wgmmaWait<1>();
       if (i > 0) mbarArrive(&empty[(i - 1) % stages]);
@@ -81,11 +83,11 @@ std::vector<std::string> streamProbe() {
   const size_t perBlock = (size_t)2 << 20;  // 2 MiB per block: tens of us per block at any rate here
   int sms = 0;
   CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
-  const int maxBlocks = 4 * sms;
   void* src = nullptr;
   uint32_t* sink = nullptr;
-  CK(cudaMalloc(&src, perBlock * maxBlocks));
-  CK(cudaMemset(src, 1, perBlock * maxBlocks));
+  const int most = 3 * sms, blockCounts[] = {sms / 2, sms, 2 * sms, most};
+  CK(cudaMalloc(&src, perBlock * most));
+  CK(cudaMemset(src, 1, perBlock * most));
   CK(cudaMalloc(&sink, 4));
   CK(cudaFuncSetAttribute(ringProbe<false>, cudaFuncAttributeMaxDynamicSharedMemorySize, 220 * 1024));
   CK(cudaFuncSetAttribute(ringProbe<true>, cudaFuncAttributeMaxDynamicSharedMemorySize, 220 * 1024));
@@ -93,6 +95,7 @@ std::vector<std::string> streamProbe() {
     int stages, kb, copies;
     bool mma;
   };
+  // (The +wgmma rows use the matrix kernel's stage: kLinKps k-tiles of weights and one n-tile of B, 18 KB.)
   const Cfg cfgs[] = {{3, 16, 1, false}, {6, 16, 1, false}, {6, 16, 4, false}, {12, 16, 1, false}, {6, 32, 1, false},
                       {24, 8, 1, false}, {48, 4, 1, false}, {6, 18, 1, false}, {6, 18, 1, true},  {3, 18, 1, true},
                       {12, 18, 1, true}};
@@ -101,12 +104,12 @@ std::vector<std::string> streamProbe() {
     const int smem = c.stages * c.kb * 1024 + 16 * c.stages;
     auto kernel = c.mma ? ringProbe<true> : ringProbe<false>;
     int perSm = 0;
-    CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&perSm, kernel, 288, smem));
-    for (int blocks : {sms / 2, sms, 2 * sms, 3 * sms}) {
+    CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&perSm, kernel, kLinThreads, smem));
+    for (int blocks : blockCounts) {
       if (blocks > perSm * sms) continue;
       const size_t bytes = perBlock / (c.kb * 1024) * (c.kb * 1024);  // whole stages
       const double ms = medianMs([&](int) {
-        kernel<<<blocks, 288, smem>>>(static_cast<const uint8_t*>(src), bytes, c.stages, c.kb * 1024, c.copies, sink);
+        kernel<<<blocks, kLinThreads, smem>>>(static_cast<const uint8_t*>(src), bytes, c.stages, c.kb * 1024, c.copies, sink);
       });
       CK(cudaGetLastError());
       const double total = (double)bytes * blocks / (ms * 1e-3) / 1e9;
