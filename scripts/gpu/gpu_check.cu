@@ -443,10 +443,12 @@ static int compareTree(Context& ctx, const Tree& t, int V, const std::vector<std
   return bad;
 }
 
-static void invariance(const std::string& label, Model& gpu, int prefix, uint64_t seed) {
+// capacity: the context's (0: prefix + 400); a large one replays graphs for fewer chunks than it
+// holds (CudaContext::graphChunks), and prefix 500 crosses from 8 to 16 of them.
+static void invariance(const std::string& label, Model& gpu, int prefix, uint64_t seed, int capacity = 0) {
   const int V = gpu.config().vocab;
   std::mt19937 rng((uint32_t)seed);
-  const int cap = prefix + 400;
+  const int cap = capacity ? capacity : prefix + 400;
   Context ctx(std::shared_ptr<Model>(&gpu, [](Model*) {}), cap);
   std::vector<int32_t> pre(prefix);
   for (int& t : pre) t = (int32_t)(rng() % V);
@@ -695,12 +697,12 @@ static std::string variant(const ModelConfig& cfg, DType wdt, const char* env, c
   prefillRaw(*bctx, ctx, cfg.vocab, cfg.layers, rng);
   std::string r = std::string(env) + "=" + value + (ctx != 512 ? " ctx " + std::to_string(ctx) : std::string()) + " (" +
                   m->backend().deviceInfo().substr(m->backend().deviceInfo().find("K splits")) + "):";
-  for (int n : ns) {
+  for (int n : ns) {  // n < 0: a chain of -n
     RawBatch rb;
-    rb.build(ctx, n == 1 ? chainParents(1) : treeParents(n, rng), cfg.vocab, cfg.layers, rng, false);
+    rb.build(ctx, n == 1 || n < 0 ? chainParents(std::abs(n)) : treeParents(n, rng), cfg.vocab, cfg.layers, rng, false);
     const Timing t = timeForward(*cctx, rb.b, 25);
     char buf[96];
-    std::snprintf(buf, sizeof buf, " n=%d %.3f ms (host %.3f)", n, t.deviceMs, t.hostMs);
+    std::snprintf(buf, sizeof buf, " %s=%d %.3f ms (host %.3f)", n < 0 ? "chain" : "n", std::abs(n), t.deviceMs, t.hostMs);
     r += buf;
   }
   return r;
@@ -1081,6 +1083,7 @@ int main(int argc, char** argv) {
         invariance("pycode-small shape", *small, 0, 3);
         invariance("pycode-small shape", *small, 37, 4);
         invariance("pycode-small shape", *small, 200, 5);
+        invariance("pycode-small shape [context of 2048]", *small, 500, 12, 2048);
         longForward("pycode-small shape", *small, 300);
         auto smallH = dummyCuda(smallConfig(), 9, DType::BF16, {{"CASSPEC_CUDA_KV", "half"}});  // the large-model KV path
         LOG("  (KV forced to bf16: %s)\n", smallH->backend().deviceInfo().c_str());
@@ -1098,14 +1101,17 @@ int main(int argc, char** argv) {
         auto h128 = dummyCuda(head128Config(), 13, DType::F16, {{"CASSPEC_CUDA_KV", "half"}});
         invariance("head_dim 128 f16, f16 KV", *h128, 37, 7);
         invariance("head_dim 128 f16, f16 KV", *h128, 500, 8);
+        invariance("head_dim 128 f16, f16 KV [context of 2048]", *h128, 500, 13, 2048);
         h128.reset();
         // The wide attention path (one warp per 16 query rows) from 17 rows on, as prefill runs it:
         // the same bits as the decode path's row blocks.
         auto smallW = dummyCuda(smallConfig(), 9, DType::BF16, {{"CASSPEC_CUDA_ATTN_SPLIT", "16"}});
         invariance("pycode-small shape [wide from 17 rows]", *smallW, 37, 4);
+        invariance("pycode-small shape [wide from 17 rows]", *smallW, 64, 10);  // a tree tail opening a chunk
         smallW.reset();
         auto h128W = dummyCuda(head128Config(), 13, DType::F16, {{"CASSPEC_CUDA_ATTN_SPLIT", "16"}, {"CASSPEC_CUDA_KV", "half"}});
         invariance("head_dim 128 f16, f16 KV [wide from 17 rows]", *h128W, 37, 7);
+        invariance("head_dim 128 f16, f16 KV [wide from 17 rows]", *h128W, 64, 11);
         h128W.reset();
         // The norm carried through the residual epilogues: by default from hidden 1024 on, forced
         // on the small shapes (odd sizes included).
@@ -1189,6 +1195,17 @@ int main(int argc, char** argv) {
             char buf[160];
             std::snprintf(buf, sizeof buf, "%s ctx 512: chain of 32 %.3f ms (tree of 32 above)", mname, t.deviceMs);
             extra.push_back(buf);
+            // The same cache length in a context of 4096: graphs launch attention for its longest key list.
+            auto wctx = m->backend().newContext(4096);
+            prefillRaw(*wctx, ctxLen, cfg.vocab, cfg.layers, rng);
+            std::string line = std::string(mname) + " ctx 512 in a context of 4096:";
+            for (int n : {1, 32}) {
+              RawBatch wb;
+              wb.build(ctxLen, n == 1 ? chainParents(1) : treeParents(n, rng), cfg.vocab, cfg.layers, rng, false);
+              std::snprintf(buf, sizeof buf, " n %d %.3f ms;", n, timeForward(*dynamic_cast<cuda::CudaContext*>(wctx.get()), wb.b, 25).deviceMs);
+              line += buf;
+            }
+            extra.push_back(line);
           }
         }
         if (big) {
@@ -1227,8 +1244,8 @@ int main(int argc, char** argv) {
         for (const char* v : {"0", "1"}) extra.push_back(tag + variant(cfg, wdt, "CASSPEC_CUDA_NORM_CARRY", v, {1, 8, 32}));
         for (const char* v : {"16", "128"}) extra.push_back(tag + variant(cfg, wdt, "CASSPEC_CUDA_ATTN_SPLIT", v, {16, 32, 64}));
         for (const char* v : {"2", "4"}) extra.push_back(tag + variant(cfg, wdt, "CASSPEC_CUDA_ATTN_WAVES", v, {16, 32, 64}));
-        for (const char* v : {"0", "1", "0", "1"}) extra.push_back(tag + variant(cfg, wdt, "CASSPEC_CUDA_ATTN_PAIR", v, {32}));
-        for (const char* v : {"0", "1"}) extra.push_back(tag + variant(cfg, wdt, "CASSPEC_CUDA_ATTN_PAIR", v, {32}, 2048));
+        for (const char* v : {"0", "1", "0", "1"}) extra.push_back(tag + variant(cfg, wdt, "CASSPEC_CUDA_ATTN_PAIR", v, {32, -32}));
+        for (const char* v : {"0", "1"}) extra.push_back(tag + variant(cfg, wdt, "CASSPEC_CUDA_ATTN_PAIR", v, {32, -32}, 2048));
         for (size_t i = firstAblation; i < extra.size(); ++i) LOG("  %s\n", extra[i].c_str());
       }
       LOG("\n| model | ctx | n | device ms | host ms | floor ms | floor/device | vs n=1 |\n|---|---|---|---|---|---|---|---|\n");
