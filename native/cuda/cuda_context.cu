@@ -315,9 +315,10 @@ void CudaContext::enqueue(int maxTokens, const uint8_t* skip, int quant, bool wi
 
 // Chunk blocks a graph launches attention with (grid z): the live key list's chunks rounded up to a
 // power of two (at least 8), at most the context's, so a graph serves until the list doubles.
-// Blocks past the live chunks exit at once, yet a context of 4096 launched 2048 of them per 7B
-// layer at 512 keys (1% of the forward), and the row-block choice (attnRowBlocks) counts them:
-// pycode-small's trees of 32 took the wide path there, 9% slower (bench/RESULTS.md).
+// Blocks past the live chunks exit at once (the 7B shape in a context of 4096 at 512 keys: the
+// same time with 2048 blocks as with 512), but the row-block choice (attnRowBlocks) counts them:
+// with the context's 64 chunks pycode-small's trees of 32 took the wide path, 0.60 ms against
+// 0.55 (bench/RESULTS.md, eleventh session).
 int CudaContext::graphChunks(int maxKeys) const {
   const int live = (maxKeys + kAttnChunk - 1) / kAttnChunk;
   int c = 8;
