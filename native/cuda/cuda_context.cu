@@ -313,31 +313,19 @@ void CudaContext::enqueue(int maxTokens, const uint8_t* skip, int quant, bool wi
   }
 }
 
-// Chunk blocks a graph launches attention with (grid z): the live key list's chunks rounded up to a
-// power of two (at least 8), at most the context's, so a graph serves until the list doubles.
-// Blocks past the live chunks exit at once (the 7B shape in a context of 4096 at 512 keys: the
-// same time with 2048 blocks as with 512), but the row-block choice (attnRowBlocks) counts them:
-// with the context's 64 chunks pycode-small's trees of 32 took the wide path, 0.60 ms against
-// 0.55 (bench/RESULTS.md, eleventh session).
-int CudaContext::graphChunks(int maxKeys) const {
-  const int live = (maxKeys + kAttnChunk - 1) / kAttnChunk;
-  int c = 8;
-  while (c < live) c *= 2;
-  return std::min(c, maxChunks_);
-}
-
-cudaGraphExec_t CudaContext::graphFor(int bucket, const uint8_t* skip, int quant, int chunks) {
+cudaGraphExec_t CudaContext::graphFor(int bucket, const uint8_t* skip, int quant) {
   const int nSkip = 2 * be_.config().layers;
-  std::string key = std::to_string(bucket) + ":" + std::to_string(quant) + ":" + std::to_string(chunks) + ":";
+  std::string key = std::to_string(bucket) + ":" + std::to_string(quant) + ":";
   key.append(reinterpret_cast<const char*>(skip), nSkip);
   for (CachedGraph& g : graphs_)
     if (g.key == key) {
       g.lastUse = ++useClock_;
       return g.exec;
     }
+  const int gridX = maxChunks_;  // one block per chunk of the longest possible key list; unused ones exit
   CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
   try {
-    enqueue(bucket, skip, quant, true, chunks);
+    enqueue(bucket, skip, quant, true, gridX);
   } catch (...) {
     cudaGraph_t g = nullptr;
     cudaStreamEndCapture(stream_, &g);
@@ -445,7 +433,7 @@ void CudaContext::runPiece(const Batch& b, const Piece& p, ForwardResult& out, b
   if (p.s0 == 0) CUDA_CHECK(cudaEventRecord(start_, stream_));  // lastDeviceMs spans every piece
   CUDA_CHECK(cudaMemcpyAsync(params_.get(), h, words * 4, cudaMemcpyHostToDevice, stream_));
   if (replay) {
-    const cudaGraphExec_t exec = graphFor(bucketOf(n), b.skip, b.quant, graphChunks(h[kP_maxKeys]));
+    const cudaGraphExec_t exec = graphFor(bucketOf(n), b.skip, b.quant);
     CUDA_CHECK(cudaGraphLaunch(exec, stream_));
   } else {
     const int gridX = std::max(1, (b.committed + maxAnc + kAttnChunk - 1) / kAttnChunk);

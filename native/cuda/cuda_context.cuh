@@ -56,8 +56,7 @@ class CudaContext : public BackendContext {
   int tailRowsFor(int maxTokens) const { return be_.tuning().attnTail ? attnTailRows(maxTokens) : 0; }
   int listTail(const Batch& b, const Piece& p, int stagedKeys, int maxRows, int32_t* ancTail, int32_t* slots);
   void enqueue(int maxTokens, const uint8_t* skip, int quant, bool withHead, int attnGridX);
-  cudaGraphExec_t graphFor(int bucket, const uint8_t* skip, int quant, int chunks);
-  int graphChunks(int maxKeys) const;
+  cudaGraphExec_t graphFor(int bucket, const uint8_t* skip, int quant);
 
   CudaBackend& be_;
   int capacity_;

@@ -443,8 +443,8 @@ static int compareTree(Context& ctx, const Tree& t, int V, const std::vector<std
   return bad;
 }
 
-// capacity: the context's (0: prefix + 400); a large one replays graphs for fewer chunks than it
-// holds (CudaContext::graphChunks), and prefix 500 crosses from 8 to 16 of them.
+// capacity: the context's (0: prefix + 400); a large one launches attention for far more chunks
+// than the key lists have (graphs are sized by the capacity).
 static void invariance(const std::string& label, Model& gpu, int prefix, uint64_t seed, int capacity = 0) {
   const int V = gpu.config().vocab;
   std::mt19937 rng((uint32_t)seed);
