@@ -623,6 +623,13 @@ static Timing timeForward(cuda::CudaContext& ctx, const Batch& b, int reps) {
   }
   return {median(dev), median(host)};
 }
+// One forward of n tokens after a committed cache of cache tokens, timed: a chain for n = 1 and for
+// n < 0 (a chain of -n), else a verification-like tree (treeParents).
+static Timing timeShape(BackendContext& ctx, const ModelConfig& cfg, int cache, int n, std::mt19937& rng) {
+  RawBatch rb;
+  rb.build(cache, n == 1 || n < 0 ? chainParents(std::abs(n)) : treeParents(n, rng), cfg.vocab, cfg.layers, rng, false);
+  return timeForward(*dynamic_cast<cuda::CudaContext*>(&ctx), rb.b, 25);
+}
 
 // Per-kernel-kind time of one forward (direct launches with events in between).
 static std::string profileRun(cuda::CudaContext& ctx, const Batch& b, const std::string& label) {
@@ -692,15 +699,12 @@ static std::string variant(const ModelConfig& cfg, DType wdt, const char* env, c
                            int ctx = 512) {
   auto m = dummyCuda(cfg, 1, wdt, {{env, value}});
   auto bctx = m->backend().newContext(ctx + 64 + 16);
-  auto* cctx = dynamic_cast<cuda::CudaContext*>(bctx.get());
   std::mt19937 rng(42);
   prefillRaw(*bctx, ctx, cfg.vocab, cfg.layers, rng);
   std::string r = std::string(env) + "=" + value + (ctx != 512 ? " ctx " + std::to_string(ctx) : std::string()) + " (" +
                   m->backend().deviceInfo().substr(m->backend().deviceInfo().find("K splits")) + "):";
   for (int n : ns) {  // n < 0: a chain of -n
-    RawBatch rb;
-    rb.build(ctx, n == 1 || n < 0 ? chainParents(std::abs(n)) : treeParents(n, rng), cfg.vocab, cfg.layers, rng, false);
-    const Timing t = timeForward(*cctx, rb.b, 25);
+    const Timing t = timeShape(*bctx, cfg, ctx, n, rng);
     char buf[96];
     std::snprintf(buf, sizeof buf, " %s=%d %.3f ms (host %.3f)", n < 0 ? "chain" : "n", std::abs(n), t.deviceMs, t.hostMs);
     r += buf;
@@ -1163,9 +1167,7 @@ int main(int argc, char** argv) {
           std::mt19937 rng(42);
           prefillRaw(*bctx, ctxLen, cfg.vocab, cfg.layers, rng);
           for (int n : {1, 2, 4, 8, 16, 32, 64}) {
-            RawBatch rb;
-            rb.build(ctxLen, n == 1 ? chainParents(1) : treeParents(n, rng), cfg.vocab, cfg.layers, rng, false);
-            const Timing t = timeForward(*cctx, rb.b, 25);
+            const Timing t = timeShape(*bctx, cfg, ctxLen, n, rng);
             rows.push_back({mname, ctxLen, n, t.deviceMs, t.hostMs, floorMs});
             LOG("  ctx %4d n %2d: device %.3f ms, host %.3f ms\n", ctxLen, n, t.deviceMs, t.hostMs);
           }
@@ -1189,9 +1191,7 @@ int main(int argc, char** argv) {
             }
           }
           if (ctxLen == 512) {  // a chain of 32 (draft-like) next to the tree of 32
-            RawBatch rb;
-            rb.build(ctxLen, chainParents(32), cfg.vocab, cfg.layers, rng, false);
-            const Timing t = timeForward(*cctx, rb.b, 25);
+            const Timing t = timeShape(*bctx, cfg, ctxLen, -32, rng);
             char buf[160];
             std::snprintf(buf, sizeof buf, "%s ctx 512: chain of 32 %.3f ms (tree of 32 above)", mname, t.deviceMs);
             extra.push_back(buf);
@@ -1200,9 +1200,7 @@ int main(int argc, char** argv) {
             prefillRaw(*wctx, ctxLen, cfg.vocab, cfg.layers, rng);
             std::string line = std::string(mname) + " ctx 512 in a context of 4096:";
             for (int n : {1, 32}) {
-              RawBatch wb;
-              wb.build(ctxLen, n == 1 ? chainParents(1) : treeParents(n, rng), cfg.vocab, cfg.layers, rng, false);
-              std::snprintf(buf, sizeof buf, " n %d %.3f ms;", n, timeForward(*dynamic_cast<cuda::CudaContext*>(wctx.get()), wb.b, 25).deviceMs);
+              std::snprintf(buf, sizeof buf, " n %d %.3f ms;", n, timeShape(*wctx, cfg, ctxLen, n, rng).deviceMs);
               line += buf;
             }
             extra.push_back(line);
