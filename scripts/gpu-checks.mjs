@@ -198,12 +198,14 @@ for (const name of ['pycode-tiny', 'pycode-small']) {
 // int8 codes (built from the source values) and sum exactly in int32; they differ only where an
 // activation lands on the other side of a rounding boundary (fp32 operation order, the attention
 // output entering as 16-bit hi + lo), each such flip moving one input by 1/127 of its token's
-// absmax. Measured on the H200 (2026-11-30): with only the first and last layer run, pycode-small's
-// int8 logits match the CPU's to a median 5.7e-6 (the same math; a few positions flip, worst 2.8e-2);
-// through all 16 layers the flips compound to a median 1.4e-2, close to int8's own distance from full
-// precision (1.8e-2). pycode-tiny's fp32 weights are stored as bf16 on the GPU, which moves every
-// quantizer input by ~4e-3 and flips int8 codes widely, so only its argmax agreement is checked.
-// Checks: pycode-small shallow median <= 1e-4 and argmax >= 99%; everything argmax >= 90%.
+// absmax and the logits by ~1e-3..1e-2. Measured on the H200 (2026-12-01, pycode-small, 178
+// positions): with only the first layer run, CUDA and CPU int8 logits match to a median ~1.8e-6 and
+// 5 positions flip; with the first and last layer, flips compound and half the positions or more
+// carry one (85 with the tensor-core attention, 121 with the fmaf one: the median lands on either
+// side of 1e-4 by chance); through all 16 layers the median is 1.3e-2, close to int8's own distance
+// from full precision (1.8e-2). pycode-tiny's fp32 weights are stored as bf16 on the GPU, which moves
+// every quantizer input by ~4e-3 and flips int8 codes widely, so only its argmax agreement is checked.
+// Checks: pycode-small first layer only: median <= 1e-4 and argmax >= 99%; everything argmax >= 90%.
 const { CasSpecStrategy } = await import(join(app, 'dist/cascade/dytc.js'));
 const { quantVariant, evenSkipPlan, skipCount, PROMPT_LOOKUP } = await import(join(app, 'dist/decode/variants.js'));
 for (const name of ['pycode-tiny', 'pycode-small']) {
@@ -218,8 +220,10 @@ for (const name of ['pycode-tiny', 'pycode-small']) {
   const shallow = new Uint8Array(2 * L).fill(1);
   shallow.fill(0, 0, 2);
   shallow.fill(0, 2 * L - 2);
+  const first = new Uint8Array(2 * L).fill(1);
+  first.fill(0, 0, 2);
   const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
-  for (const [label, skip] of [['', undefined], [' + skip plan ls40', plan], [' first + last layer only', shallow]]) {
+  for (const [label, skip] of [['', undefined], [' + skip plan ls40', plan], [' first + last layer only', shallow], [' first layer only', first]]) {
     let positions = 0, agree = 0, worst = 0, worstFull = 0;
     const errs = [], errsFull = [];
     for (const c of golden.cases) {
@@ -241,7 +245,7 @@ for (const name of ['pycode-tiny', 'pycode-small']) {
       }
     }
     const med = median(errs), medFull = median(errsFull);
-    const sameMath = skip === shallow && name === 'pycode-small';
+    const sameMath = skip === first && name === 'pycode-small';
     check(
       `${name}: int8${label} CUDA vs CPU int8: ${sameMath ? 'median rel err <= 1e-4, argmax >= 99%' : 'argmax >= 90%'}`,
       sameMath ? med <= 1e-4 && agree >= 0.99 * positions : agree >= 0.9 * positions,

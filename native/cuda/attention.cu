@@ -1122,6 +1122,7 @@ void launchCombineH(const AttnArgs& a, int maxTokens, bool pdl, bool releaseFirs
 }  // namespace
 
 void launchAttention(const AttnArgs& a, int gridX, bool bf16, bool pdl, cudaStream_t stream) {
+  if (a.fma) return launchAttentionFma(a, gridX, bf16, pdl, stream);
   if (bf16)
     a.kvF32 ? launchAttnD<__nv_bfloat16, true>(a, gridX, pdl, stream) : launchAttnD<__nv_bfloat16, false>(a, gridX, pdl, stream);
   else
@@ -1133,6 +1134,7 @@ void attentionPrepare(int headDim, bool kvF32, bool bf16) {
   a.headDim = headDim;
   a.kvF32 = kvF32;
   launchAttention(a, -1, bf16, false, nullptr);
+  launchAttentionFma(a, -1, bf16, false, nullptr);
 }
 
 void launchAttnCombine(const AttnArgs& a, int maxTokens, bool bf16, bool pdl, bool releaseFirst, cudaStream_t stream) {

@@ -1,4 +1,6 @@
-// Tree-masked GQA attention over the KV cache, batch invariant.
+// Tree-masked GQA attention over the KV cache, batch invariant. Two kernels share this interface,
+// the chunks, the partials and the combine: the tensor-core kernel (attention.cu, described here)
+// and the CUDA-core one (attention_fma.cu, AttnArgs::fma); a model uses one of them (other bits).
 //
 // Token i attends to its ordered key list: slots [0, committed) then its pending ancestors (root
 // to itself). The list is cut into chunks at FIXED key indices (multiples of kAttnChunk); a chunk
@@ -89,10 +91,14 @@ struct AttnArgs {
   // Wide launches of 17-32 rows (attnPairRows): two row groups, each by a pair of warps that split
   // the chunk's keys, so all 4 warps work (attendRowsWide<PAIR>; same bits).
   bool pair = false;
+  // The CUDA-core kernel (attention_fma.cu): other numerics, the same contract; a block per
+  // rowBlocks' share of the 4-row quads (wide and pair do not apply).
+  bool fma = false;
 };
 
 // gridX: blocks along chunks (grid z; block z takes chunks nChunks - 1 - z - i * gridX, the last first).
 void launchAttention(const AttnArgs& a, int gridX, bool bf16, bool pdl, cudaStream_t stream);
+void launchAttentionFma(const AttnArgs& a, int gridX, bool bf16, bool pdl, cudaStream_t stream);
 // Combines chunk partials of tokens whose key list spans more than one chunk; maxTokens: grid size.
 // releaseFirst: release the next kernel before waiting for the attention kernel (gridDepSync).
 void launchAttnCombine(const AttnArgs& a, int maxTokens, bool bf16, bool pdl, bool releaseFirst, cudaStream_t stream);

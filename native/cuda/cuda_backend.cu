@@ -35,6 +35,7 @@ Tuning Tuning::fromEnv() {
   t.graphs = flag("CASSPEC_CUDA_GRAPHS", true);
   t.attnTail = flag("CASSPEC_CUDA_ATTN_TAIL", true);
   t.attnPair = flag("CASSPEC_CUDA_ATTN_PAIR", true);
+  if (const char* v = std::getenv("CASSPEC_CUDA_ATTN")) t.attn = std::strcmp(v, "mma") == 0 ? 1 : std::strcmp(v, "fma") == 0 ? 2 : 0;
   if (std::getenv("CASSPEC_CUDA_NORM_CARRY")) t.normCarry = flag("CASSPEC_CUDA_NORM_CARRY", true) ? 1 : 0;
   if (const char* v = std::getenv("CASSPEC_CUDA_ATTN_SPLIT")) t.attnSplitRows = std::atoi(v);
   if (const char* v = std::getenv("CASSPEC_CUDA_ATTN_WAVES")) t.attnWaves = std::atoi(v);
@@ -108,6 +109,12 @@ CudaBackend::CudaBackend(const ModelConfig& c, const BackendOptions& o) : c_(c) 
   // shape 2.6-3.1% faster at n = 1 and 32; pycode-small, hidden 256, whose residual kernels have
   // 8-16 blocks to do the extra epilogue work, 1-3% slower at n = 32).
   normCarry_ = tune_.normCarry >= 0 ? tune_.normCarry == 1 : c.hidden > 1024;
+  // fp32 caches (small models) on the CUDA cores. Measured on the H200 (bench/RESULTS.md, twelfth
+  // session): pycode-small 4-5% faster per forward at n = 1..64 and cas-spec 8% faster in the product
+  // bench; the 7B shape with 16-bit caches 2% faster at n = 1 but 2% slower at a tree of 32 and 14%
+  // at 32 tokens over 2048 keys, where the tensor cores' P V pays (the fmaf kernel's work grows
+  // with rows x keys), so it keeps the tensor-core kernel.
+  attnFma_ = tune_.attn ? tune_.attn == 2 : kvF32_;
   allocateScratch();
   if (quant8_) allocateQuantScratch();
   attentionPrepare(c.headDim, kvF32_, bf16_);
@@ -164,7 +171,7 @@ std::string CudaBackend::deviceInfo() const {
          std::to_string(splitsO) + "/" + std::to_string(splitsGateUp) + "/" + std::to_string(splitsDown) + "/" +
          std::to_string(splitsLm) + "; weights " + (bf16_ ? "bf16" : "f16") + " (" + mib((size_t)weightBytes()) + ")" +
          (quant8_ ? " + int8 copy (" + mib((size_t)quantBytes()) + ")" : "") + ", KV cache " +
-         (kvF32_ ? "fp32" : (bf16_ ? "bf16" : "f16")) + (normCarry_ ? "; norm carried" : "");
+         (kvF32_ ? "fp32" : (bf16_ ? "bf16" : "f16")) + (normCarry_ ? "; norm carried" : "") + (attnFma_ ? "; attention fmaf" : "");
 }
 
 namespace {

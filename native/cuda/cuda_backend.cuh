@@ -25,6 +25,7 @@ struct Tuning {
   int normCarry = -1;  // CASSPEC_CUDA_NORM_CARRY=0|1: force the norm carried or not (other bits); -1 = by hidden size
   int attnSplitRows = 128;  // CASSPEC_CUDA_ATTN_SPLIT=R: up to R query rows may run the decode path, a block per 16 (same bits)
   int attnWaves = 1;        // CASSPEC_CUDA_ATTN_WAVES=W: ... while its blocks fit W waves
+  int attn = 0;             // CASSPEC_CUDA_ATTN=mma|fma: force the attention kernel (other bits); 0 = by KV type
   bool attnPair = true;     // CASSPEC_CUDA_ATTN_PAIR=0: wide launches of 17-32 rows one warp per row group (same bits)
   static Tuning fromEnv();
 };
@@ -61,6 +62,9 @@ class CudaBackend : public Backend {
   // RMSNorm carried through the residual epilogues (linear.cuh NormOut) for every 16-bit forward of
   // this model, or never: part of its numerics, so fixed per model, never per launch.
   bool normCarried() const { return normCarry_; }
+  // Attention on the CUDA cores (attention_fma.cu) or the tensor cores (attention.cu): other bits,
+  // so fixed per model.
+  bool attnFma() const { return attnFma_; }
   const PackedMatrix& embed() const { return embed_; }
   const PackedMatrix& lmHead() const { return c_.tiedEmbeddings ? embed_ : lm_; }
   const float* finalNorm() const { return finalNorm_.get<float>(); }
@@ -95,6 +99,7 @@ class CudaBackend : public Backend {
   bool kvF32_ = false;
   bool quant8_ = false;  // the int8 copies exist
   bool normCarry_ = false;
+  bool attnFma_ = false;
   Tuning tune_;
   Stream stream_;  // uploads
   PackedMatrix embed_, lm_;

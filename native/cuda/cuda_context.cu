@@ -245,8 +245,11 @@ void CudaContext::enqueue(int maxTokens, const uint8_t* skip, int quant, bool wi
       at.outKT = tilesOf(c.qDim());
       const int rowBlocks = attnRowBlocks(maxTokens * (c.heads / c.kvHeads), attnGridX, c.kvHeads, kWaveSms,
                                           be_.tuning().attnSplitRows, be_.tuning().attnWaves);
-      at.wide = rowBlocks == 0;
-      at.rowBlocks = at.wide ? 1 : rowBlocks;
+      at.fma = be_.attnFma();
+      at.wide = rowBlocks == 0 && !at.fma;
+      // The fmaf kernel takes a block per 16 query rows whatever the grid: a warp per 4 rows, and its
+      // blocks past the live chunks exit at once.
+      at.rowBlocks = at.fma ? (maxTokens * (c.heads / c.kvHeads) + 15) / 16 : rowBlocks == 0 ? 1 : rowBlocks;
       at.pair = at.wide && be_.tuning().attnPair && attnPairRows(maxTokens * (c.heads / c.kvHeads));
       at.tailRows = tailRowsFor(maxTokens);
       at.listInts = attnListInts(maxTokens, at.tailRows);

@@ -1117,6 +1117,15 @@ int main(int argc, char** argv) {
         invariance("head_dim 128 f16, f16 KV [wide from 17 rows]", *h128W, 37, 7);
         invariance("head_dim 128 f16, f16 KV [wide from 17 rows]", *h128W, 64, 11);
         h128W.reset();
+        // Each model's other attention kernel (CASSPEC_CUDA_ATTN): its own bits, the same contract.
+        auto smallM = dummyCuda(smallConfig(), 9, DType::BF16, {{"CASSPEC_CUDA_ATTN", "mma"}});
+        invariance("pycode-small shape [mma attention]", *smallM, 37, 4);
+        invariance("pycode-small shape [mma attention]", *smallM, 64, 10);
+        smallM.reset();
+        auto h128F = dummyCuda(head128Config(), 13, DType::F16, {{"CASSPEC_CUDA_ATTN", "fma"}, {"CASSPEC_CUDA_KV", "half"}});
+        invariance("head_dim 128 f16, f16 KV [fmaf attention]", *h128F, 37, 7);
+        invariance("head_dim 128 f16, f16 KV [fmaf attention]", *h128F, 64, 11);
+        h128F.reset();
         // The norm carried through the residual epilogues: by default from hidden 1024 on, forced
         // on the small shapes (odd sizes included).
         auto longRow = dummyCuda(longRowConfig(), 15);
@@ -1244,6 +1253,9 @@ int main(int argc, char** argv) {
         for (const char* v : {"2", "4"}) extra.push_back(tag + variant(cfg, wdt, "CASSPEC_CUDA_ATTN_WAVES", v, {16, 32, 64}));
         for (const char* v : {"0", "1", "0", "1"}) extra.push_back(tag + variant(cfg, wdt, "CASSPEC_CUDA_ATTN_PAIR", v, {32, -32}));
         for (const char* v : {"0", "1"}) extra.push_back(tag + variant(cfg, wdt, "CASSPEC_CUDA_ATTN_PAIR", v, {32, -32}, 2048));
+        for (const char* v : {"mma", "fma", "mma", "fma"})
+          extra.push_back(tag + variant(cfg, wdt, "CASSPEC_CUDA_ATTN", v, {1, 8, 16, 32, -32, 64}));
+        for (const char* v : {"mma", "fma"}) extra.push_back(tag + variant(cfg, wdt, "CASSPEC_CUDA_ATTN", v, {1, 32, -32}, 2048));
         for (size_t i = firstAblation; i < extra.size(); ++i) LOG("  %s\n", extra[i].c_str());
       }
       LOG("\n| model | ctx | n | device ms | host ms | floor ms | floor/device | vs n=1 |\n|---|---|---|---|---|---|---|---|\n");
