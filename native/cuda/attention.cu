@@ -23,8 +23,6 @@
 
 namespace casspec::cuda {
 
-bool attentionSupportsHeadDim(int d) { return d == 32 || d == 64 || d == 128; }
-
 namespace {
 
 constexpr int CH = kAttnChunk;
@@ -1100,23 +1098,15 @@ void launchAttnT(const AttnArgs& a, int gridX, bool pdl, cudaStream_t stream) {
 
 template <class H, bool KV32>
 void launchAttnD(const AttnArgs& a, int gridX, bool pdl, cudaStream_t stream) {
-  switch (a.headDim) {
-    case 32: return launchAttnT<H, KV32, 32>(a, gridX, pdl, stream);
-    case 64: return launchAttnT<H, KV32, 64>(a, gridX, pdl, stream);
-    case 128: return launchAttnT<H, KV32, 128>(a, gridX, pdl, stream);
-    default: fail("E_CONFIG", "cuda backend: unsupported head_dim " + std::to_string(a.headDim));
-  }
+  withHeadDim(a.headDim, [&](auto d) { launchAttnT<H, KV32, decltype(d)::value>(a, gridX, pdl, stream); });
 }
 
 template <class H>
 void launchCombineH(const AttnArgs& a, int maxTokens, bool pdl, bool releaseFirst, cudaStream_t stream) {
-  const dim3 grid(maxTokens, a.heads);
-  switch (a.headDim) {
-    case 32: return launchKernel(combineKernel<H, 32>, grid, dim3(32), 0, stream, pdl, "combineKernel", a, releaseFirst);
-    case 64: return launchKernel(combineKernel<H, 64>, grid, dim3(64), 0, stream, pdl, "combineKernel", a, releaseFirst);
-    case 128: return launchKernel(combineKernel<H, 128>, grid, dim3(128), 0, stream, pdl, "combineKernel", a, releaseFirst);
-    default: fail("E_CONFIG", "cuda backend: unsupported head_dim " + std::to_string(a.headDim));
-  }
+  withHeadDim(a.headDim, [&](auto d) {
+    constexpr int D = decltype(d)::value;
+    launchKernel(combineKernel<H, D>, dim3(maxTokens, a.heads), dim3(D), 0, stream, pdl, "combineKernel", a, releaseFirst);
+  });
 }
 
 }  // namespace

@@ -29,6 +29,10 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <string>
+#include <type_traits>
+
+#include "check.cuh"
 
 namespace casspec::cuda {
 
@@ -102,7 +106,17 @@ void launchAttentionFma(const AttnArgs& a, int gridX, bool bf16, bool pdl, cudaS
 // Combines chunk partials of tokens whose key list spans more than one chunk; maxTokens: grid size.
 // releaseFirst: release the next kernel before waiting for the attention kernel (gridDepSync).
 void launchAttnCombine(const AttnArgs& a, int maxTokens, bool bf16, bool pdl, bool releaseFirst, cudaStream_t stream);
-bool attentionSupportsHeadDim(int headDim);
+// The head dims the kernels are built for, and the one dispatch on them: f(integral_constant<D>).
+inline bool attentionSupportsHeadDim(int d) { return d == 32 || d == 64 || d == 128; }
+template <class F>
+void withHeadDim(int headDim, F&& f) {
+  switch (headDim) {
+    case 32: f(std::integral_constant<int, 32>{}); return;
+    case 64: f(std::integral_constant<int, 64>{}); return;
+    case 128: f(std::integral_constant<int, 128>{}); return;
+    default: fail("E_CONFIG", "cuda backend: unsupported head_dim " + std::to_string(headDim));
+  }
+}
 // Once per device before any launch (not during graph capture): shared-memory limits.
 void attentionPrepare(int headDim, bool kvF32, bool bf16);
 

@@ -406,12 +406,7 @@ void launchFmaT(const AttnArgs& a, int gridX, bool pdl, cudaStream_t stream) {
 
 template <class H, class KT>
 void launchFmaD(const AttnArgs& a, int gridX, bool pdl, cudaStream_t stream) {
-  switch (a.headDim) {
-    case 32: return launchFmaT<H, KT, 32>(a, gridX, pdl, stream);
-    case 64: return launchFmaT<H, KT, 64>(a, gridX, pdl, stream);
-    case 128: return launchFmaT<H, KT, 128>(a, gridX, pdl, stream);
-    default: fail("E_CONFIG", "cuda backend: unsupported head_dim " + std::to_string(a.headDim));
-  }
+  withHeadDim(a.headDim, [&](auto d) { launchFmaT<H, KT, decltype(d)::value>(a, gridX, pdl, stream); });
 }
 
 }  // namespace

@@ -243,14 +243,15 @@ void CudaContext::enqueue(int maxTokens, const uint8_t* skip, int quant, bool wi
       at.maxChunks = maxChunks_;
       at.outPacked = sc.aPack.get();
       at.outKT = tilesOf(c.qDim());
-      const int rowBlocks = attnRowBlocks(maxTokens * (c.heads / c.kvHeads), attnGridX, c.kvHeads, kWaveSms,
-                                          be_.tuning().attnSplitRows, be_.tuning().attnWaves);
+      const int rows = maxTokens * (c.heads / c.kvHeads);
+      const int rowBlocks =
+          attnRowBlocks(rows, attnGridX, c.kvHeads, kWaveSms, be_.tuning().attnSplitRows, be_.tuning().attnWaves);
       at.fma = be_.attnFma();
       at.wide = rowBlocks == 0 && !at.fma;
       // The fmaf kernel takes a block per 16 query rows whatever the grid: a warp per 4 rows, and its
       // blocks past the live chunks exit at once.
-      at.rowBlocks = at.fma ? (maxTokens * (c.heads / c.kvHeads) + 15) / 16 : rowBlocks == 0 ? 1 : rowBlocks;
-      at.pair = at.wide && be_.tuning().attnPair && attnPairRows(maxTokens * (c.heads / c.kvHeads));
+      at.rowBlocks = at.fma ? (rows + 15) / 16 : rowBlocks == 0 ? 1 : rowBlocks;
+      at.pair = at.wide && be_.tuning().attnPair && attnPairRows(rows);
       at.tailRows = tailRowsFor(maxTokens);
       at.listInts = attnListInts(maxTokens, at.tailRows);
       launchAttention(at, attnGridX, bf16, pdl, s);
