@@ -955,6 +955,21 @@ int main(int argc, char** argv) {
       std::printf("7B f16 prefill 1024 tokens: %.1f ms device\n%s\n", ms, profile.c_str());
       return 0;
     }
+    if (a == "--ab" && i + 1 < argc) {  // ENV=v1,v2,...: the 7B shape at cache 512 per value, values in turn, twice
+      const std::string spec = argv[++i];
+      const size_t eq = spec.find('=');
+      const std::string env = spec.substr(0, eq);
+      std::vector<std::string> values;
+      for (size_t p = eq + 1; p <= spec.size();) {
+        const size_t c = std::min(spec.find(',', p), spec.size());
+        values.push_back(spec.substr(p, c - p));
+        p = c + 1;
+      }
+      for (int round = 0; round < 2; ++round)
+        for (const std::string& v : values)
+          std::printf("%s\n", variant(llama7bConfig(), DType::F16, env.c_str(), v.c_str(), {1, 32, -32}).c_str()), std::fflush(stdout);
+      return 0;
+    }
     if (a == "--models" && i + 1 < argc) models = argv[++i];
     if (a == "--out" && i + 1 < argc) outDir = argv[++i];
   }
