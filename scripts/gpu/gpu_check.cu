@@ -958,6 +958,10 @@ int main(int argc, char** argv) {
     if (a == "--ab" && i + 1 < argc) {  // ENV=v1,v2,...: the 7B shape at cache 512 per value, values in turn, twice
       const std::string spec = argv[++i];
       const size_t eq = spec.find('=');
+      if (eq == std::string::npos || eq == 0) {
+        std::fprintf(stderr, "--ab takes ENV=v1,v2,...; got '%s'\n", spec.c_str());
+        return 2;
+      }
       const std::string env = spec.substr(0, eq);
       std::vector<std::string> values;
       for (size_t p = eq + 1; p <= spec.size();) {
