@@ -33,6 +33,7 @@ Tuning Tuning::fromEnv() {
   t.pdl = flag("CASSPEC_CUDA_PDL", true);
   t.pdlEarly = flag("CASSPEC_CUDA_PDL_EARLY", false);  // measured slower with the wgmma matrix kernel
   t.graphs = flag("CASSPEC_CUDA_GRAPHS", true);
+  t.handoff = flag("CASSPEC_CUDA_HANDOFF", true);
   t.attnTail = flag("CASSPEC_CUDA_ATTN_TAIL", true);
   t.attnPair = flag("CASSPEC_CUDA_ATTN_PAIR", true);
   if (const char* v = std::getenv("CASSPEC_CUDA_ATTN")) t.attn = std::strcmp(v, "mma") == 0 ? 1 : std::strcmp(v, "fma") == 0 ? 2 : 0;
@@ -135,6 +136,7 @@ void CudaBackend::allocateScratch() {
     scratch_.normScale.allocate((size_t)n * 4, "norm input scales");
     scratch_.normR.allocate((size_t)n * 4, "norm factors");
   }
+  scratch_.done.allocate((size_t)c_.layers * (rowGroupsOf(l.gateUp.MT) + 1) * 4, "handover counters");
   resultWords_ = (int64_t)n * (1 + 2 * kMaxTopK) + (int64_t)n * c_.vocab;
   scratch_.result.allocate((size_t)resultWords_ * 4, "results");
 }

@@ -27,6 +27,7 @@ struct Tuning {
   int attnWaves = 1;        // CASSPEC_CUDA_ATTN_WAVES=W: ... while its blocks fit W waves
   int attn = 0;             // CASSPEC_CUDA_ATTN=mma|fma: force the attention kernel (other bits); 0 = by KV type
   bool attnPair = true;     // CASSPEC_CUDA_ATTN_PAIR=0: wide launches of 17-32 rows one warp per row group (same bits)
+  bool handoff = true;  // CASSPEC_CUDA_HANDOFF=0: down waits for the whole gate/up grid (same bits)
   static Tuning fromEnv();
 };
 
@@ -80,6 +81,7 @@ class CudaBackend : public Backend {
     // RMSNorm carried through the residual epilogues (linear.cuh NormOut / NormIn): per token the
     // row-tile-pair sums of squares, the scale s of the packed input, and the last norm's 1/rms.
     DeviceBuffer normPart, normScale, normR;
+    DeviceBuffer done;  // gate/up -> down handover counters, per layer: row groups + total (LinArgs::doneOut)
     // Quant mode kQuantInt8: packed int8 input and its per-token scales, fp32 SwiGLU output, and
     // the int8 kernel's int32 sums and counters (zero between launches).
     DeviceBuffer xq, sx, h32, sums, counters8;

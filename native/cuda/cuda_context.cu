@@ -208,6 +208,11 @@ void CudaContext::enqueue(int maxTokens, const uint8_t* skip, int quant, bool wi
     return a;
   };
 
+  // gate/up -> down handover (LinArgs::doneOut) in launches of one token group: counters per layer,
+  // zeroed at the start of every forward.
+  const bool handoff = be_.tuning().handoff && !q8 && groups == 1;
+  const int doneStride = rowGroupsOf(be_.layer(0).gateUp.MT) + 1;
+  if (handoff) CUDA_CHECK(cudaMemsetAsync(sc.done.get(), 0, (size_t)c.layers * doneStride * 4, s));
   launchEmbed(be_.embed().data(), be_.embed().KT, H, P, sc.x.get<float>(), maxTokens, bf16, pdl, s);
   mark("embed");
   for (int l = 0; l < c.layers; ++l) {
@@ -292,6 +297,7 @@ void CudaContext::enqueue(int maxTokens, const uint8_t* skip, int quant, bool wi
         normInput(gu, w.mlpNorm.get<float>(), false);
         gu.hPacked = sc.hPack.get();
         gu.hKT = w.down.KT;
+        if (handoff) gu.doneOut = sc.done.get<unsigned>() + (size_t)l * doneStride;
         launchLinear(gu, ntb, groups, bf16, pdl, s);
         mark("gate/up (+swiglu)");
 
@@ -299,6 +305,7 @@ void CudaContext::enqueue(int maxTokens, const uint8_t* skip, int quant, bool wi
         down.bPacked = sc.hPack.get();
         down.resid = sc.x.get<float>();
         normOutput(down, 2 * l + 1);
+        if (handoff) down.doneIn = gu.doneOut, down.doneRows = doneStride - 1, down.doneSplits = gu.S;
         launchLinear(down, ntb, groups, bf16, pdl, s);
         mark("down (+residual)");
       }

@@ -19,6 +19,22 @@ namespace casspec::cuda {
 
 namespace {
 
+__device__ __forceinline__ unsigned ldAcquire(const unsigned* p) {
+  unsigned v;
+  asm volatile("ld.acquire.gpu.global.u32 %0, [%1];\n" : "=r"(v) : "l"(p) : "memory");
+  return v;
+}
+__device__ __forceinline__ void awaitCount(const unsigned* p, unsigned target) {
+  while (ldAcquire(p) < target) __nanosleep(32);
+}
+// The handover's release: this block's stores are done (after a block barrier), counted in its row
+// group and in all.
+__device__ __forceinline__ void countDone(unsigned* done, int rb, int rowGroups) {
+  __threadfence();
+  atomicAdd(done + rb, 1u);
+  atomicAdd(done + rowGroups, 1u);
+}
+
 __device__ __forceinline__ float4 add4(float4 a, float4 b) { return make_float4(a.x + b.x, a.y + b.y, a.z + b.z, a.w + b.w); }
 
 // Epilogue for one pair of outputs: rows m0 and m0 + 8 of the same tile, token column t. The RoPE,
@@ -267,7 +283,10 @@ __global__ void __launch_bounds__(kLinThreads, LinCfg<NTB, DEEP>::kMinBlocks) li
   const Params P{a.params};
   const int count = a.countIsOut ? P.nOut() : P.n();
   const int tok0 = tg * NTB * 8;
-  if (tok0 >= count) return;
+  if (tok0 >= count) {
+    if (a.doneOut && threadIdx.x == 0) countDone(a.doneOut, rb, gridDim.z);
+    return;
+  }
   const int ntiles = min(NTB, (count - tok0 + 7) / 8);
 
   // normB (NTB == 1 only): the ring carries weights only; each consumer warpgroup writes the stage's
@@ -305,19 +324,30 @@ __global__ void __launch_bounds__(kLinThreads, LinCfg<NTB, DEEP>::kMinBlocks) li
         bulkCopyG2S(stageOf(i) + C::kStageA + lane * NTB * kLinBTile,
                     bBase + (size_t)(kt0 + i * kLinKps + lane) * kBGroup * kLinBTile, ntiles * kLinBTile, &full[i % kLinStages]);
     };
+    // Handover (LinArgs::doneIn): the gate/up row groups stage i's k-tiles come from are done; the
+    // proxy fence orders the B copies (async proxy) after their stores.
+    int ready = -1;
+    auto await = [&](int i) {
+      if (!a.doneIn) return;
+      const int k0 = kt0 + i * kLinKps, last = (min(kt1, k0 + kLinKps) - 1) / kHandoffKt;
+      for (int g = max(ready + 1, k0 / kHandoffKt); g <= last; ++g) awaitCount(a.doneIn + g, a.doneSplits);
+      ready = max(ready, last);
+      asm volatile("fence.proxy.async.global;\n" ::: "memory");
+    };
     const int first = min(kLinStages, nStages);
     if (lane == 0)
       for (int i = 0; i < first; ++i) copyA(i);
-    gridDepWait();
+    if (!a.doneIn) gridDepWait();
     gridDepLaunch();
-    for (int i = 0; i < first; ++i) copyB(i);
+    for (int i = 0; i < first; ++i) await(i), copyB(i);
     for (int i = kLinStages; i < nStages; ++i) {
       mbarWait(&empty[i % kLinStages], ((i / kLinStages) - 1) & 1);
       if (lane == 0) copyA(i);
+      await(i);
       copyB(i);
     }
   } else {
-    gridDepWait();
+    if (!a.doneIn) gridDepWait();  // with the handover, consumers read only what the producer warp staged
     gridDepLaunch();  // every thread: a block counts as released once all of its threads have released or exited
     if (normB) {
       // Token li's 1/rms by warp li (warpRstd: the norm kernel's reduction, so the same bits).
@@ -431,6 +461,7 @@ __global__ void __launch_bounds__(kLinThreads, LinCfg<NTB, DEEP>::kMinBlocks) li
   // The S splits of a row group are one cluster. Once every block's partials are in its shared
   // memory, block s folds units [u0, u1) of all S in split order (distributed shared memory) and
   // runs their epilogue, so the fold and the epilogue are spread over the cluster's blocks.
+  if (a.doneIn && threadIdx.x == 0) awaitCount(a.doneIn + a.doneRows, (unsigned)(a.doneRows * a.doneSplits));
   if (a.S > 1)
     clusterSync();
   else
@@ -447,6 +478,10 @@ __global__ void __launch_bounds__(kLinThreads, LinCfg<NTB, DEEP>::kMinBlocks) li
     foldSplits(part, f0, f0 + NTB * 32, a.S, v0, v1);
     epiUnit<H>(a, P, rb * kLinWarps + 2 * wp, tok0 + nt * 8 + 2 * (l & 3), l >> 2, count, v0, v1,
                a.normIn.part ? normC : nullptr, tok0);
+  }
+  if (a.doneOut) {
+    __syncthreads();
+    if (threadIdx.x == 0) countDone(a.doneOut, rb, gridDim.z);
   }
   if (a.S > 1) clusterSync();  // the other blocks may still read this block's partials
 }

@@ -103,7 +103,17 @@ struct LinArgs {
   int hKT = 0;
   float* result = nullptr;  // Logits: result block base (params give the offsets)
   int vocab = 0;
+  // gate/up -> down handover (launches of one token group; CudaContext::enqueue). gate/up counts its
+  // finished blocks per row group (doneOut[rb]) and in all (doneOut[row groups]). Down does not wait
+  // for the whole gate/up grid: before each stage's B tiles it waits for the row groups those k-tiles
+  // come from (doneSplits blocks each), and before its epilogue, which overwrites what gate/up reads
+  // (x, the carried norm's buffers), for all of them (doneIn[doneRows] = doneRows * doneSplits).
+  unsigned* doneOut = nullptr;
+  const unsigned* doneIn = nullptr;
+  int doneRows = 0, doneSplits = 0;
 };
+// Down's k-tiles per gate/up row group: 128 interleaved gate/up rows = 64 ffn rows (layout.cuh).
+constexpr int kHandoffKt = kLinWarps * 16 / 2 / 16;
 
 // Row groups (kLinWarps row tiles, one block's rows) of a matrix with MT row tiles.
 inline int rowGroupsOf(int MT) { return (MT + kLinWarps - 1) / kLinWarps; }
