@@ -33,7 +33,7 @@ Tuning Tuning::fromEnv() {
   t.pdl = flag("CASSPEC_CUDA_PDL", true);
   t.pdlEarly = flag("CASSPEC_CUDA_PDL_EARLY", false);  // measured slower with the wgmma matrix kernel
   t.graphs = flag("CASSPEC_CUDA_GRAPHS", true);
-  t.handoff = flag("CASSPEC_CUDA_HANDOFF", true);
+  if (std::getenv("CASSPEC_CUDA_HANDOFF")) t.handoff = flag("CASSPEC_CUDA_HANDOFF", true) ? 1 : 0;
   t.attnTail = flag("CASSPEC_CUDA_ATTN_TAIL", true);
   t.attnPair = flag("CASSPEC_CUDA_ATTN_PAIR", true);
   if (const char* v = std::getenv("CASSPEC_CUDA_ATTN")) t.attn = std::strcmp(v, "mma") == 0 ? 1 : std::strcmp(v, "fma") == 0 ? 2 : 0;
@@ -110,6 +110,10 @@ CudaBackend::CudaBackend(const ModelConfig& c, const BackendOptions& o) : c_(c) 
   // shape 2.6-3.1% faster at n = 1 and 32; pycode-small, hidden 256, whose residual kernels have
   // 8-16 blocks to do the extra epilogue work, 1-3% slower at n = 32).
   normCarry_ = tune_.normCarry >= 0 ? tune_.normCarry == 1 : c.hidden > 1024;
+  // The gate/up -> down handover where rows are long (measured on the H200, bench/RESULTS.md, fourteenth
+  // session: the 7B shape 0.5% faster at n = 1; pycode-small, whose MLP kernels are a few blocks, 1-2%
+  // slower: the per-forward counter reset and the polling cost more than the grid wait they replace).
+  handoff_ = tune_.handoff >= 0 ? tune_.handoff == 1 : c.hidden > 1024;
   // fp32 caches (small models) on the CUDA cores. Measured on the H200 (bench/RESULTS.md, twelfth
   // session): pycode-small 4-5% faster per forward at n = 1..64 and cas-spec 8% faster in the product
   // bench; the 7B shape with 16-bit caches 2% faster at n = 1 but 2% slower at a tree of 32 and 14%

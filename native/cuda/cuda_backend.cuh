@@ -27,7 +27,7 @@ struct Tuning {
   int attnWaves = 1;        // CASSPEC_CUDA_ATTN_WAVES=W: ... while its blocks fit W waves
   int attn = 0;             // CASSPEC_CUDA_ATTN=mma|fma: force the attention kernel (other bits); 0 = by KV type
   bool attnPair = true;     // CASSPEC_CUDA_ATTN_PAIR=0: wide launches of 17-32 rows one warp per row group (same bits)
-  bool handoff = true;  // CASSPEC_CUDA_HANDOFF=0: down waits for the whole gate/up grid (same bits)
+  int handoff = -1;  // CASSPEC_CUDA_HANDOFF=0|1: force the gate/up -> down handover off or on (same bits); -1 = by hidden size
   static Tuning fromEnv();
 };
 
@@ -62,6 +62,7 @@ class CudaBackend : public Backend {
   const Tuning& tuning() const { return tune_; }
   // RMSNorm carried through the residual epilogues (linear.cuh NormOut) for every 16-bit forward of
   // this model, or never: part of its numerics, so fixed per model, never per launch.
+  bool handoff() const { return handoff_; }
   bool normCarried() const { return normCarry_; }
   // Attention on the CUDA cores (attention_fma.cu) or the tensor cores (attention.cu): other bits,
   // so fixed per model.
@@ -101,6 +102,7 @@ class CudaBackend : public Backend {
   bool kvF32_ = false;
   bool quant8_ = false;  // the int8 copies exist
   bool normCarry_ = false;
+  bool handoff_ = false;
   bool attnFma_ = false;
   Tuning tune_;
   Stream stream_;  // uploads

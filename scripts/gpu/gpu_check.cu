@@ -955,7 +955,9 @@ int main(int argc, char** argv) {
       std::printf("7B f16 prefill 1024 tokens: %.1f ms device\n%s\n", ms, profile.c_str());
       return 0;
     }
-    if (a == "--ab" && i + 1 < argc) {  // ENV=v1,v2,...: the 7B shape at cache 512 per value, values in turn, twice
+    // ENV=v1,v2,...: the 7B shape (--ab-small: pycode-small's) at cache 512 per value, values in turn, twice
+    if ((a == "--ab" || a == "--ab-small") && i + 1 < argc) {
+      const bool small = a == "--ab-small";
       const std::string spec = argv[++i];
       const size_t eq = spec.find('=');
       if (eq == std::string::npos || eq == 0) {
@@ -971,7 +973,10 @@ int main(int argc, char** argv) {
       }
       for (int round = 0; round < 2; ++round)
         for (const std::string& v : values)
-          std::printf("%s\n", variant(llama7bConfig(), DType::F16, env.c_str(), v.c_str(), {1, 32, -32}).c_str()), std::fflush(stdout);
+          std::printf("%s\n", variant(small ? smallConfig() : llama7bConfig(), small ? DType::BF16 : DType::F16, env.c_str(), v.c_str(),
+                                       small ? std::vector<int>{1, 8, 32, -32} : std::vector<int>{1, 32, -32})
+                                   .c_str()),
+              std::fflush(stdout);
       return 0;
     }
     if (a == "--models" && i + 1 < argc) models = argv[++i];
