@@ -140,10 +140,12 @@ void CudaBackend::allocateScratch() {
     scratch_.normScale.allocate((size_t)n * 4, "norm input scales");
     scratch_.normR.allocate((size_t)n * 4, "norm factors");
   }
-  scratch_.done.allocate((size_t)c_.layers * (rowGroupsOf(l.gateUp.MT) + 1) * 4, "handover counters");
+  if (handoff_) scratch_.done.allocate((size_t)c_.layers * handoffStride() * 4, "handover counters");
   resultWords_ = (int64_t)n * (1 + 2 * kMaxTopK) + (int64_t)n * c_.vocab;
   scratch_.result.allocate((size_t)resultWords_ * 4, "results");
 }
+
+int CudaBackend::handoffStride() const { return rowGroupsOf(layers_[0].gateUp.MT) + 1; }
 
 void CudaBackend::allocateQuantScratch() {
   const int n = kMaxTokens, tiles = n / 8, groupTok = roundUp(n, 64);

@@ -62,8 +62,10 @@ class CudaBackend : public Backend {
   const Tuning& tuning() const { return tune_; }
   // RMSNorm carried through the residual epilogues (linear.cuh NormOut) for every 16-bit forward of
   // this model, or never: part of its numerics, so fixed per model, never per launch.
-  bool handoff() const { return handoff_; }
   bool normCarried() const { return normCarry_; }
+  // gate/up hands over to down per row group (linear.cuh LinArgs::doneOut): same bits either way.
+  bool handoff() const { return handoff_; }
+  int handoffStride() const;  // counters per layer in Scratch::done: gate/up's row groups + the total
   // Attention on the CUDA cores (attention_fma.cu) or the tensor cores (attention.cu): other bits,
   // so fixed per model.
   bool attnFma() const { return attnFma_; }
@@ -82,7 +84,7 @@ class CudaBackend : public Backend {
     // RMSNorm carried through the residual epilogues (linear.cuh NormOut / NormIn): per token the
     // row-tile-pair sums of squares, the scale s of the packed input, and the last norm's 1/rms.
     DeviceBuffer normPart, normScale, normR;
-    DeviceBuffer done;  // gate/up -> down handover counters, per layer: row groups + total (LinArgs::doneOut)
+    DeviceBuffer done;  // gate/up -> down handover counters (handoffStride per layer), when handoff()
     // Quant mode kQuantInt8: packed int8 input and its per-token scales, fp32 SwiGLU output, and
     // the int8 kernel's int32 sums and counters (zero between launches).
     DeviceBuffer xq, sx, h32, sums, counters8;

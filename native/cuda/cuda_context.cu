@@ -211,7 +211,7 @@ void CudaContext::enqueue(int maxTokens, const uint8_t* skip, int quant, bool wi
   // gate/up -> down handover (LinArgs::doneOut) in launches of one token group: counters per layer,
   // zeroed at the start of every forward.
   const bool handoff = be_.handoff() && !q8 && groups == 1;
-  const int doneStride = rowGroupsOf(be_.layer(0).gateUp.MT) + 1;
+  const int doneStride = be_.handoffStride();
   if (handoff) CUDA_CHECK(cudaMemsetAsync(sc.done.get(), 0, (size_t)c.layers * doneStride * 4, s));
   launchEmbed(be_.embed().data(), be_.embed().KT, H, P, sc.x.get<float>(), maxTokens, bf16, pdl, s);
   mark("embed");
